@@ -1,0 +1,3 @@
+from kapjournal import create_app
+
+app = create_app()

@@ -1,0 +1,107 @@
+"""kapjournal: an encrypted journal for ketamine-assisted psychotherapy."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from flask import Flask, current_app, request
+
+from . import config as config_module
+from . import crypto, db, login, policy
+from .extensions import csrf, htmx, limiter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; "
+    "manifest-src 'self'; worker-src 'self'; connect-src 'self'"
+)
+# Responses that are the same for everyone and hold nothing personal may be revalidated;
+# everything else is never stored by the browser or a proxy.
+_PUBLIC_CACHEABLE = {"static", "pwa.help", "pwa.offline", "pwa.manifest", "pwa.service_worker"}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: config → extensions → database → blueprints → errors → headers."""
+    crypto.check_available()
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    settings = config_module.defaults(Path(app.instance_path))
+    settings.update(config or {})
+    config_module.finalize(settings, Path(app.instance_path))
+    app.config.update(settings)
+    crypto.set_argon2_concurrency(app.config["ARGON2_CONCURRENCY"])
+
+    _init_extensions(app)
+    db.init_app(app)
+    login.init_app(app)
+    _register_blueprints(app)
+    from .views import errors
+
+    errors.init_app(app)
+    app.before_request(policy.authorize_request)
+    app.after_request(_security_headers)
+    _quiet_secret_urls()
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .views import account, auth, care, home, pwa
+
+    for module in (pwa, auth, home, account, care):
+        app.register_blueprint(module.bp)
+
+
+def _security_headers(response):
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    headers.add("Vary", "HX-Request")
+    if request.endpoint not in _PUBLIC_CACHEABLE:
+        headers["Cache-Control"] = "no-store"
+    if current_app.config["PRODUCTION"]:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    return response
+
+
+class _RedactTokens(logging.Filter):
+    """Access logs must not keep invitation tokens (the database keeps only their hash)."""
+
+    _pattern = re.compile(r"(/invite/)[^\s?\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.args:
+            record.msg = record.msg % record.args
+            record.args = ()
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _quiet_secret_urls() -> None:
+    for name in ("werkzeug", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
+            logger.addFilter(_RedactTokens())

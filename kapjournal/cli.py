@@ -1,0 +1,109 @@
+"""Command-line tools for the clinic owner: `flask --app app <group> <command>`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlmodel import Session, select
+
+from . import crypto, db
+from .models import User
+from .services import accounts
+
+db_cli = AppGroup("db", help="Database migrations.")
+users_cli = AppGroup("users", help="Create and list accounts.")
+keys_cli = AppGroup("keys", help="Server key-encryption keys (KEKs).")
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Apply every pending migration."""
+    db.upgrade(db.engine())
+    click.echo("Database is up to date.")
+
+
+@users_cli.command("create")
+@click.option("--role", type=click.Choice(["therapist"]), default="therapist", show_default=True)
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--owner", is_flag=True, help="Make this therapist the clinic owner.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create(role, email, name, owner, password_stdin):
+    """Create a therapist account (patients join through a therapist's invitation)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        password2 = password
+    else:
+        password = click.prompt("Password", hide_input=True)
+        password2 = click.prompt("Repeat the password", hide_input=True)
+    with Session(db.engine()) as session:
+        try:
+            registered = accounts.register(
+                session=session,
+                email=email,
+                name=name,
+                password=password,
+                password2=password2,
+                role=role,
+                is_owner=owner,
+            )
+        except accounts.ValidationError as exc:
+            for field, message in exc.errors.items():
+                click.echo(f"{field}: {message}", err=True)
+            raise SystemExit(1) from None
+        session.commit()
+    click.echo(f"Created {role} {email}.")
+    click.echo("Recovery code (shown once; give it to the therapist to keep safe):")
+    click.echo(registered.recovery_code)
+
+
+@users_cli.command("list")
+def users_list():
+    """List accounts: role, email, name, created; never a secret."""
+    with Session(db.engine()) as session:
+        users = session.exec(select(User).order_by(User.created_at)).all()
+        for user in users:
+            flags = " owner" if user.is_owner else ""
+            flags += " disabled" if user.disabled_at else ""
+            click.echo(
+                f"{user.role:<10} {accounts.email_of(user):<40} {accounts.name_of(user)}"
+                f"  (since {user.created_at:%Y-%m-%d}){flags}"
+            )
+
+
+@keys_cli.command("new")
+def keys_new():
+    """Print a new KEK for KAPJOURNAL_KEKS (add it as `id:key`, keep the old ones)."""
+    click.echo(crypto.new_kek_text())
+
+
+@keys_cli.command("rotate")
+def keys_rotate():
+    """Re-seal every server-layer blob under the active KEK (no password needed)."""
+    ring: crypto.Keyring = current_app.config["KEYRING"]
+    from .services import keys
+
+    with Session(db.engine()) as session:
+        count = keys.rotate(session=session, keyring=ring)
+        session.commit()
+    click.echo(f"Re-sealed {count} values under KEK {ring.active!r}.")
+
+
+@click.command("demo")
+def demo():
+    """Seed a demo clinic through the real services and print its logins."""
+    if current_app.config["PRODUCTION"]:
+        raise click.ClickException("The demo refuses to run in production.")
+    from .services import demo as demo_service
+
+    with Session(db.engine()) as session:
+        for role, email, password in demo_service.seed(session=session):
+            click.echo(f"{role} {email} {password}")
+
+
+def init_app(app: Flask) -> None:
+    for command in (db_cli, users_cli, keys_cli, demo):
+        app.cli.add_command(command)

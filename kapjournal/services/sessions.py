@@ -1,0 +1,115 @@
+"""Device sessions (DESIGN §5): one row per logged-in device, revocable.
+
+The cookie holds a random id token and K_sess. The row holds only the token's hash and the
+user's private key wrapped under K_sess, so neither a database dump nor a stolen cookie of an
+ended session opens anything.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlmodel import Session, select
+
+from .. import crypto
+from ..models import DeviceSession, User, utcnow
+
+TOUCH_EVERY = timedelta(seconds=30)
+
+
+@dataclass
+class Unlocked:
+    """A live session of this request: the device row, its user and K_sess from the cookie."""
+
+    device: DeviceSession
+    user: User
+    session_key: bytes
+
+    def private_key(self) -> bytes:
+        return crypto.open_sealed(self.session_key, self.device.key_wrapped, _ad(self.device))
+
+
+def _ad(device: DeviceSession) -> dict:
+    return {"p": "private/session", "session": str(device.id), "user": str(device.user_id)}
+
+
+def idle_limit(user: User) -> timedelta:
+    cfg = current_app.config
+    minutes = cfg["IDLE_MINUTES_THERAPIST"] if user.role == "therapist" else cfg["IDLE_MINUTES"]
+    return timedelta(minutes=minutes)
+
+
+def absolute_limit() -> timedelta:
+    return timedelta(hours=current_app.config["ABSOLUTE_HOURS"])
+
+
+def open_session(
+    *, session: Session, user: User, private_key: bytes, device_label: str = ""
+) -> str:
+    """Start a device session; returns the cookie value (the only copy of K_sess)."""
+    token, session_key = crypto.new_token(), crypto.random_key()
+    device = DeviceSession(
+        token_hash=crypto.token_hash(token), user_id=user.id, device_label=device_label[:120]
+    )
+    device.key_wrapped = crypto.seal(session_key, private_key, _ad(device))
+    session.add(device)
+    return f"{token}.{base64.urlsafe_b64encode(session_key).decode().rstrip('=')}"
+
+
+def _parse(cookie_value: str) -> tuple[str, bytes] | None:
+    token, _, key_text = cookie_value.partition(".")
+    try:
+        key = base64.urlsafe_b64decode(key_text + "=" * (-len(key_text) % 4))
+    except ValueError:
+        return None
+    if not token or len(key) != crypto.KEY_BYTES:
+        return None
+    return token, key
+
+
+def resume(*, session: Session, cookie_value: str) -> Unlocked | None:
+    """The live session for a cookie, or None (unknown, ended, idle or too old: ended now)."""
+    parsed = _parse(cookie_value or "")
+    if parsed is None:
+        return None
+    token, session_key = parsed
+    row = session.exec(
+        select(DeviceSession, User)
+        .join(User, User.id == DeviceSession.user_id)
+        .where(DeviceSession.token_hash == crypto.token_hash(token))
+    ).first()
+    if row is None:
+        return None
+    device, user = row
+    now = utcnow()
+    expired = (
+        now - device.last_seen_at > idle_limit(user)
+        or now - device.created_at > absolute_limit()
+        or user.disabled_at is not None
+    )
+    if expired:
+        session.delete(device)
+        session.commit()
+        return None
+    if now - device.last_seen_at > TOUCH_EVERY:
+        device.last_seen_at = now
+        session.add(device)
+        session.commit()
+    return Unlocked(device=device, user=user, session_key=session_key)
+
+
+def end(*, session: Session, device: DeviceSession) -> None:
+    session.delete(device)
+
+
+def for_user(*, session: Session, user: User) -> list[DeviceSession]:
+    return list(
+        session.exec(
+            select(DeviceSession)
+            .where(DeviceSession.user_id == user.id)
+            .order_by(DeviceSession.last_seen_at.desc())
+        )
+    )

@@ -1,0 +1,62 @@
+"""The account page: my logged-in devices, password change."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, request
+from flask_login import current_user
+
+from .. import db, policy
+from ..login import logged_out
+from ..services import accounts, sessions
+from ..services.accounts import ValidationError
+from . import form_text, render, see_other
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+@bp.get("")
+@policy.allow(policy.AUTHENTICATED)
+def index():
+    devices = sessions.for_user(session=db.session(), user=current_user.user)
+    return render(
+        "account/index.html",
+        devices=devices,
+        email=accounts.email_of(current_user.user),
+        current_device=current_user.device_id,
+    )
+
+
+@bp.post("/devices/<uuid:device_id>/logout")
+@policy.allow(policy.AUTHENTICATED)
+def end_device(device_id: uuid.UUID):
+    dbs = db.session()
+    device = policy.get_device_session_for(session=dbs, user=current_user.user, device_id=device_id)
+    sessions.end(session=dbs, device=device)
+    dbs.commit()
+    if device_id != current_user.device_id:
+        return see_other("account.index")
+    return logged_out(see_other("auth.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@policy.allow(policy.AUTHENTICATED)
+def password():
+    if request.method == "GET":
+        return render("account/password.html", errors={}, done=False)
+    dbs = db.session()
+    try:
+        accounts.change_password(
+            session=dbs,
+            user=current_user.user,
+            current=form_text("current", 1000),
+            new=form_text("new", 1000),
+            new2=form_text("new2", 1000),
+            keep_session_id=current_user.device_id,
+        )
+    except ValidationError as exc:
+        dbs.rollback()
+        return render("account/password.html", errors=exc.errors, done=False, status=422)
+    dbs.commit()
+    return render("account/password.html", errors={}, done=True)

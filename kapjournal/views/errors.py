@@ -1,0 +1,70 @@
+"""Error pages that work as full pages and as htmx fragments."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from flask import Flask, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from . import render
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("Something was wrong with that request", "Please go back and try again."),
+    404: ("Page not found", "There is nothing here, or it is not shared with you."),
+    405: ("Page not found", "There is nothing here, or it is not shared with you."),
+    410: ("This link has expired", "Ask for a new one."),
+    413: ("That was too long to send", "Please shorten it and try again."),
+    422: ("Please check what you entered", "Some of it could not be accepted."),
+    429: (
+        "Too many attempts",
+        "For your safety, please wait a few minutes before trying again.",
+    ),
+    500: (
+        "Something went wrong on our side",
+        "Your words were not lost if they are still on your screen. Please try again.",
+    ),
+}
+
+
+def error_page(status: int, detail: str | None = None):
+    title, text = MESSAGES.get(status, MESSAGES[400])
+    response = render(
+        "errors/error.html",
+        block="content",
+        status=status,
+        title=title,
+        text=detail or text,
+        code=status,
+    )
+    if request.htmx and not request.htmx.boosted:
+        # A fragment replaces the main content, whatever the element that asked.
+        response.headers["HX-Retarget"] = "#main"
+        response.headers["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _http_error(exc: HTTPException):
+    status = 404 if exc.code == 405 else (exc.code or 500)
+    if isinstance(exc, CSRFError):
+        return error_page(400, "This form had expired. Go back, reload the page and send it again.")
+    return error_page(status)
+
+
+def _unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    # The type and the stack, never the message: a message may quote someone's words.
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s\n%s", type(exc).__name__, stack)
+    return error_page(500)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _http_error)
+    app.register_error_handler(Exception, _unexpected)

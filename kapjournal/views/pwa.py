@@ -1,0 +1,124 @@
+"""Public pages: the front door, crisis help, offline page, PWA manifest, service worker."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
+from flask_login import current_user
+from sqlalchemy import text
+
+from .. import db, policy
+from ..services import accounts
+from . import render
+
+bp = Blueprint("pwa", __name__)
+
+# The default crisis lines (United States). Clinics add their own with KAPJOURNAL_CRISIS_LINES.
+DEFAULT_CRISIS_LINES = [
+    ("988 Suicide & Crisis Lifeline — call", "988", "tel"),
+    ("988 Suicide & Crisis Lifeline — text", "988", "sms"),
+    ("Crisis Text Line — text HOME", "741741", "sms", "HOME"),
+    ("Emergency services", "911", "tel"),
+]
+CRISIS_LINES_REVIEWED = date(2026, 11, 27)
+
+
+def clinic_lines() -> list[tuple[str, str, str]]:
+    """`Label: number` pairs separated by `;` in KAPJOURNAL_CRISIS_LINES."""
+    lines = []
+    for item in current_app.config["CRISIS_LINES"].split(";"):
+        label, _, number = item.rpartition(":")
+        if label.strip() and number.strip():
+            lines.append((label.strip(), number.strip(), "tel"))
+    return lines
+
+
+@bp.get("/")
+@policy.allow(policy.PUBLIC)
+def index():
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    if accounts.user_count(session=db.session()) == 0:
+        return redirect(url_for("auth.setup"))
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/help")
+@policy.allow(policy.PUBLIC)
+def help():
+    response = render(
+        "pwa/help.html",
+        clinic_lines=clinic_lines(),
+        default_lines=DEFAULT_CRISIS_LINES,
+        reviewed=CRISIS_LINES_REVIEWED,
+    )
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/offline")
+@policy.allow(policy.PUBLIC)
+def offline():
+    response = render("pwa/offline.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/manifest.webmanifest")
+@policy.allow(policy.PUBLIC)
+def manifest():
+    icons = [
+        {
+            "src": url_for("static", filename=f"icons/{name}"),
+            "sizes": size,
+            "type": "image/png",
+            "purpose": purpose,
+        }
+        for name, size, purpose in (
+            ("icon-192.png", "192x192", "any"),
+            ("icon-512.png", "512x512", "any"),
+            ("maskable-512.png", "512x512", "maskable"),
+        )
+    ]
+    data = {
+        "name": current_app.config["CLINIC_NAME"] + " journal"
+        if current_app.config["CLINIC_NAME"] != "kapjournal"
+        else "kapjournal",
+        "short_name": "Journal",
+        "description": "Your private journal for ketamine-assisted therapy.",
+        "id": "/",
+        "start_url": "/",
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#f6f4ef",
+        "theme_color": "#2f5d62",
+        "icons": icons,
+        "shortcuts": [
+            {"name": "New reflection", "url": "/", "icons": icons[:1]},
+            {"name": "Need help now", "url": "/help", "icons": icons[:1]},
+        ],
+    }
+    response = jsonify(data)
+    response.mimetype = "application/manifest+json"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/sw.js")
+@policy.allow(policy.PUBLIC)
+def service_worker():
+    response = send_from_directory(current_app.static_folder, "sw.js", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Service-Worker-Allowed"] = "/"
+    return response
+
+
+@bp.get("/healthz")
+@policy.allow(policy.PUBLIC)
+def healthz():
+    try:
+        db.session().exec(text("SELECT 1"))
+    except Exception:  # any database failure means "not healthy"
+        return jsonify(status="database unavailable"), 503
+    return jsonify(status="ok")

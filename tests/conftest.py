@@ -1,0 +1,217 @@
+"""Fixtures: a real database (SQLite, or PostgreSQL with KAPJOURNAL_TEST_DATABASE_URL), the real
+crypto, the real app; personas made through the real services."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, SQLModel
+
+from kapjournal import create_app, crypto, db
+from kapjournal.services import accounts, care
+
+# Tests may lower the Argon2id cost (DESIGN §10); test_crypto asserts the production values.
+TEST_KDF = crypto.KdfParams(memory_kib=1024, iterations=1, lanes=1)
+TEST_KEK = base64.urlsafe_b64encode(b"t" * 32).decode()
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def database():
+    """One database per test run: a fresh SQLite file, or a private PostgreSQL schema that is
+    dropped at the end. Migrations build the tables, as in production."""
+    url = os.environ.get("KAPJOURNAL_TEST_DATABASE_URL")
+    if url:
+        schema = f"kj_test_{os.getpid()}_{secrets.token_hex(4)}"
+        admin = db.make_engine(url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = db.make_engine(url, schema=schema)
+        info = {"url": url, "schema": schema, "engine": engine, "kind": "postgresql"}
+        try:
+            db.upgrade(engine)
+            yield info
+        finally:
+            engine.dispose()
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    else:
+        with tempfile.TemporaryDirectory(prefix="kapjournal-test-") as tmp:
+            path = Path(tmp) / "test.db"
+            url = f"sqlite:///{path}"
+            engine = db.make_engine(url)
+            db.upgrade(engine)
+            yield {"url": url, "schema": None, "engine": engine, "kind": "sqlite", "path": path}
+            engine.dispose()
+
+
+def _empty_tables(engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def app_config(database, **overrides) -> dict:
+    config = {
+        "ENV_NAME": "test",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "KEKS": f"t1:{TEST_KEK}",
+        "KEK_ACTIVE": None,
+        "DATABASE_URL": database["url"],
+        "ENGINE": database["engine"],
+        "KDF_PARAMS": TEST_KDF,
+        "LOGIN_LIMITS": "1000 per minute",
+        "SMTP_HOST": None,
+        "REDIS_URL": None,
+        "CRISIS_LINES": "",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def make_app(database):
+    """Build an app on the test database with extra settings; tables start empty."""
+    _empty_tables(database["engine"])
+
+    def build(**overrides):
+        return create_app(app_config(database, **overrides))
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def dbs(app):
+    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
+        yield session
+
+
+# --- personas --------------------------------------------------------------------------------
+
+
+@dataclass
+class Persona:
+    role: str
+    email: str
+    password: str
+    id: object
+    recovery_code: str
+    name: str
+
+
+def make_user(app, *, role: str, email: str, name: str, invited_by: Persona | None = None,
+              is_owner: bool = False, confirmed: bool = True) -> Persona:
+    """An account made through the real services (keys, wraps and all)."""
+    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
+        registered = accounts.register(
+            session=session, email=email, name=name, password=PASSWORD, password2=PASSWORD,
+            role=role, is_owner=is_owner,
+        )
+        if confirmed:
+            accounts.confirm_recovery_saved(session=session, user=registered.user)
+        if invited_by is not None:
+            inviter = session.get(accounts.User, invited_by.id)
+            issued = care.create_invitation(session=session, inviter=inviter, kind="patient")
+            care.accept_patient_invitation(
+                session=session, invitation=issued.invitation, patient=registered.user
+            )
+        session.commit()
+        return Persona(role, email, PASSWORD, registered.user.id, registered.recovery_code, name)
+
+
+@pytest.fixture
+def therapist(app):
+    return make_user(app, role="therapist", email="therapist@example.org", name="Dr. Tess Ward",
+                     is_owner=True)
+
+
+@pytest.fixture
+def other_therapist(app):
+    return make_user(app, role="therapist", email="other@example.org", name="Dr. Otto Lane")
+
+
+@pytest.fixture
+def patient(app, therapist):
+    return make_user(app, role="patient", email="patient@example.org", name="Pat Quinn",
+                     invited_by=therapist)
+
+
+@pytest.fixture
+def stranger_patient(app, other_therapist):
+    return make_user(app, role="patient", email="stranger@example.org", name="Stan Ger",
+                     invited_by=other_therapist)
+
+
+@pytest.fixture
+def supporter(app):
+    # A support account; what a supporter may read arrives with the support-member issue.
+    return make_user(app, role="support", email="supporter@example.org", name="Sue Porter")
+
+
+# --- talking to the app over HTTP --------------------------------------------------------------
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """A CSRF token from a real form page."""
+    page = client.get(path).get_data(as_text=True)
+    match = _CSRF.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def post(client, path: str, data: dict | None = None, *, token_from: str | None = None, **kw):
+    """POST a form with a real CSRF token taken from a page (the login page by default)."""
+    data = dict(data or {})
+    data.setdefault("csrf_token", csrf_token(client, token_from or _form_page(client)))
+    return client.post(path, data=data, **kw)
+
+
+def _form_page(client) -> str:
+    return "/account" if logged_in(client) else "/login"
+
+
+def logged_in(client) -> bool:
+    return any(c.key.endswith("kj_session") for c in client._cookies.values())
+
+
+def login(client, persona: Persona):
+    response = post(client, "/login", {"email": persona.email, "password": persona.password},
+                    token_from="/login")
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    return response
+
+
+@pytest.fixture
+def as_patient(app, patient):
+    client = app.test_client()
+    login(client, patient)
+    return client
+
+
+@pytest.fixture
+def as_therapist(app, therapist):
+    client = app.test_client()
+    login(client, therapist)
+    return client
