@@ -64,17 +64,21 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .views import account, auth, care, home, pwa
+    from . import views
+    from .views import account, auth, care, home, journal, patients, pwa
 
-    for module in (pwa, auth, home, account, care):
+    for module in (pwa, auth, home, account, care, journal, patients):
         app.register_blueprint(module.bp)
+    views.init_app(app)
 
 
 def _security_headers(response):
     headers = response.headers
     headers["Content-Security-Policy"] = CSP
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
+    # Same-origin only: Flask-WTF checks the Referer of every HTTPS form post, so
+    # "no-referrer" would make each POST fail with 400 in production.
+    headers["Referrer-Policy"] = "same-origin"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"

@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlmodel import Session, select
 
 from . import crypto, db
@@ -93,6 +93,7 @@ def keys_rotate():
 
 
 @click.command("demo")
+@with_appcontext
 def demo():
     """Seed a demo clinic through the real services and print its logins."""
     if current_app.config["PRODUCTION"]:

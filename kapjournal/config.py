@@ -50,6 +50,7 @@ def defaults(instance_path: Path) -> dict:
         "REDIS_URL": _env("REDIS_URL"),
         "BASE_URL": _env("BASE_URL"),
         "CLINIC_NAME": _env("CLINIC_NAME", "kapjournal"),
+        "TIMEZONE": _env("TIMEZONE", "UTC"),
         "CRISIS_LINES": _env("CRISIS_LINES", ""),
         "SMTP_HOST": _env("SMTP_HOST"),
         "SMTP_PORT": _int_env("SMTP_PORT", 587),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, current_app, g, redirect, request, session, url_for
 from flask_login import UserMixin
+from flask_login.utils import make_next_param
 
 from . import db
 from .extensions import login_manager
@@ -89,12 +90,24 @@ def _drop_dead_cookie(response: Response) -> Response:
     return response
 
 
+def _to_login() -> Response:
+    """A login-required page without a live session: to the login page, and back afterwards.
+    When the session had just ended, the login page says so (the dead cookie is dropped on
+    this response, so the login page could not tell by itself)."""
+    target = url_for("auth.login")
+    args = {"next": make_next_param(target, request.url)}
+    if g.get("login_ended"):
+        args["expired"] = "1"
+    return redirect(url_for("auth.login", **args))
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("SESSION_PROTECTION", None)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     login_manager.request_loader(_load_from_cookie)
+    login_manager.unauthorized_handler(_to_login)
     app.after_request(_drop_dead_cookie)
 
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from flask import abort, current_app, request
 from flask_login import current_user
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from .models import DeviceSession, Invitation, User
+from .models import DeviceSession, Entry, Grant, Invitation, TreatmentSession, User
 from .services import care
 
 PUBLIC = "public"
@@ -108,3 +108,55 @@ def get_patient_for(*, session: Session, user, patient_id: uuid.UUID) -> User:
     ):
         return patient
     abort(404)
+
+
+def get_entry_for(*, session: Session, user, entry_id: uuid.UUID, need: str = "read") -> Entry:
+    """An entry, if `user` may `need` it: the author may do anything with their own words;
+    anyone else may only read, and only with a live (not pending) grant. No one edits,
+    shares, or deletes another person's words."""
+    if need not in ENTRY_NEEDS:
+        raise ValueError(f"unknown need {need!r}")
+    entry = session.get(Entry, entry_id)
+    if entry is None:
+        abort(404)
+    if entry.author_id == user.id:
+        return entry
+    if need == "read" and user.role in ("therapist", "support"):
+        grant = session.exec(
+            select(Grant).where(Grant.entry_id == entry.id, Grant.reader_id == user.id)
+        ).first()
+        live = grant is not None and grant.wrapped_key is not None
+        # A therapist reads only while on the patient's care team, whatever grants remain.
+        if live and (
+            user.role == "support"
+            or care.is_linked(session=session, therapist_id=user.id, patient_id=entry.author_id)
+        ):
+            return entry
+    abort(404)
+
+
+ENTRY_NEEDS = {"read", "edit", "share", "delete"}
+
+
+def get_treatment_session_for(
+    *, session: Session, user, session_id: uuid.UUID, need: str = "read"
+) -> TreatmentSession:
+    """A treatment session: its patient may read it and edit the ones they added; therapists
+    on the patient's care team may read and edit it."""
+    found = session.get(TreatmentSession, session_id)
+    if found is None:
+        abort(404)
+    if found.patient_id == user.id and (need == "read" or found.created_by_id == user.id):
+        return found
+    if user.role == "therapist" and care.is_linked(
+        session=session, therapist_id=user.id, patient_id=found.patient_id
+    ):
+        return found
+    abort(404)
+
+
+def may_share_with(*, session: Session, patient, reader) -> bool:
+    """A patient may share with the therapists on their care team (supporters come later)."""
+    return reader.role == "therapist" and care.is_linked(
+        session=session, therapist_id=reader.id, patient_id=patient.id
+    )

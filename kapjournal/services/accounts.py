@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 
 from flask import current_app
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from .. import crypto
 from ..models import ROLES, DeviceSession, User, utcnow
@@ -113,6 +113,15 @@ def name_of(user: User) -> str:
 
 def public_key(user: User) -> crypto.PublicKey:
     return crypto.PublicKey(mlkem=user.public_mlkem, x25519=user.public_x25519)
+
+
+def names_of(*, session: Session, user_ids) -> dict:
+    """Display names for a set of user ids (unknown ids are left out)."""
+    ids = [i for i in user_ids if i is not None]
+    if not ids:
+        return {}
+    users = session.exec(select(User).where(col(User.id).in_(ids)))
+    return {user.id: name_of(user) for user in users}
 
 
 def find_by_email(*, session: Session, email: str) -> User | None:

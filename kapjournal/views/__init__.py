@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Response, make_response, redirect, render_template, request, url_for
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import (
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from jinja2_fragments.flask import render_block
 
 
@@ -30,3 +41,27 @@ def see_other(endpoint: str, **values) -> Response:
 
 def form_text(name: str, limit: int = 10_000) -> str:
     return request.form.get(name, "")[:limit]
+
+
+def viewer_zone() -> ZoneInfo:
+    """The viewer's time zone: the `tz` cookie app.js sets from the browser, else the
+    clinic's KAPJOURNAL_TIMEZONE, else UTC."""
+    for name in (request.cookies.get("tz", ""), current_app.config.get("TIMEZONE", "UTC")):
+        try:
+            return ZoneInfo(name) if name else ZoneInfo("UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
+    """Jinja filter: a stored UTC time in the viewer's zone."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(viewer_zone()).strftime(fmt)
+
+
+def init_app(app) -> None:
+    app.add_template_filter(local_time, "local")

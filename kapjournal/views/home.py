@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, redirect, url_for
 from flask_login import current_user
 
 from .. import db, policy
@@ -25,6 +25,5 @@ def index():
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
         )
     if user.role == "patient":
-        therapists = care.therapists_of(session=dbs, patient=user)
-        return render("home/patient.html", therapists=[accounts.name_of(t) for t in therapists])
+        return redirect(url_for("journal.timeline"))
     return render("home/support.html")

@@ -95,7 +95,7 @@ def manifest():
         "theme_color": "#2f5d62",
         "icons": icons,
         "shortcuts": [
-            {"name": "New reflection", "url": "/", "icons": icons[:1]},
+            {"name": "New reflection", "url": "/entries/new?kind=reflection", "icons": icons[:1]},
             {"name": "Need help now", "url": "/help", "icons": icons[:1]},
         ],
     }

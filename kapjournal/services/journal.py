@@ -1,0 +1,390 @@
+"""Journal entries: write, read, edit, share, revoke, delete (DESIGN §3 flows 3 to 5).
+
+The plaintext boundary: bodies are decrypted here, for one request, for one reader whose
+private key the caller unlocked. Nothing decrypted is logged or put into an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from .. import crypto
+from ..models import Entry, Grant, TreatmentSession, User, utcnow
+from . import accounts, audit
+
+log = logging.getLogger(__name__)
+
+BODY_MAX_BYTES = 64 * 1024
+
+
+class EntryUnreadable(Exception):
+    """An entry's wrap or body did not open: tampered, swapped or corrupt. Logged by id."""
+
+
+class EditConflict(Exception):
+    """The entry changed since the editor opened it; nothing was saved."""
+
+    def __init__(self, saved_body: dict, saved_version: int):
+        super().__init__("the entry changed meanwhile")
+        self.saved_body = saved_body
+        self.saved_version = saved_version
+
+
+# --- associated data: every blob is bound to its entry, version, author and reader ----------
+
+
+def _body_ad(entry: Entry) -> dict:
+    return {
+        "p": "entry/body",
+        "entry": str(entry.id),
+        "version": entry.version,
+        "author": str(entry.author_id),
+        "patient": str(entry.author_id),
+    }
+
+
+def _wrap_ad(entry: Entry, reader_id) -> dict:
+    return {
+        "p": "entry/dek",
+        "entry": str(entry.id),
+        "version": entry.version,
+        "author": str(entry.author_id),
+        "reader": str(reader_id),
+    }
+
+
+def body_digest(body: dict) -> str:
+    """A fingerprint of a body, given to its editor's form to tell real conflicts apart."""
+    return hashlib.sha256(_encode(body)).hexdigest()
+
+
+def _encode(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _seal_version(entry: Entry, body: dict) -> bytes:
+    """Encrypt `body` as the entry's current version under a fresh data key; returns the key."""
+    dek = crypto.random_key()
+    entry.body_blob = crypto.seal(dek, _encode(body), _body_ad(entry))
+    return dek
+
+
+def _wrap_for(entry: Entry, dek: bytes, reader: User) -> bytes:
+    return crypto.wrap_key(dek, accounts.public_key(reader), _wrap_ad(entry, reader.id))
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def open_body(entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key: bytes) -> dict:
+    """Decrypt an entry for a reader from their grant's wrapped key."""
+    if not wrapped_key:
+        raise EntryUnreadable(str(entry.id))
+    try:
+        dek = crypto.unwrap_key(wrapped_key, private_key, _wrap_ad(entry, reader_id))
+        return json.loads(crypto.open_sealed(dek, entry.body_blob, _body_ad(entry)))
+    except (crypto.CryptoError, ValueError):
+        log.error(
+            "entry %s (version %s) did not open for reader %s", entry.id, entry.version, reader_id
+        )
+        raise EntryUnreadable(str(entry.id)) from None
+
+
+def _dek_for(session: Session, entry: Entry, reader_id, private_key: bytes) -> bytes:
+    grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
+    try:
+        return crypto.unwrap_key(grant.wrapped_key or b"", private_key, _wrap_ad(entry, reader_id))
+    except (crypto.CryptoError, AttributeError):
+        log.error("entry %s key did not open for reader %s", entry.id, reader_id)
+        raise EntryUnreadable(str(entry.id)) from None
+
+
+def read(*, session: Session, entry: Entry, reader_id, private_key: bytes) -> dict:
+    """The body of an entry for one reader (who must hold a live grant)."""
+    grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
+    return open_body(
+        entry,
+        wrapped_key=grant.wrapped_key if grant else None,
+        reader_id=reader_id,
+        private_key=private_key,
+    )
+
+
+def grant_of(*, session: Session, entry_id, reader_id) -> Grant | None:
+    return session.exec(
+        select(Grant).where(Grant.entry_id == entry_id, Grant.reader_id == reader_id)
+    ).first()
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def body_too_large(body: dict) -> bool:
+    return len(_encode(body)) > BODY_MAX_BYTES
+
+
+def create(
+    *,
+    session: Session,
+    author: User,
+    kind: str,
+    body: dict,
+    client_id: uuid.UUID,
+    session_id: uuid.UUID | None = None,
+    readers: list[User] = (),
+) -> tuple[Entry, bool]:
+    """Write a new entry, readable by the author and `readers`; the caller commits.
+
+    Idempotent on (author, client_id): a retried submission returns the entry it made the
+    first time and `False`.
+    """
+    existing = session.exec(
+        select(Entry).where(Entry.author_id == author.id, Entry.client_id == client_id)
+    ).first()
+    if existing is not None:
+        return existing, False
+    entry = Entry(author_id=author.id, kind=kind, client_id=client_id, session_id=session_id)
+    dek = _seal_version(entry, body)
+    session.add(entry)
+    for reader in _unique([author, *readers]):
+        session.add(
+            Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
+        )
+    session.flush()
+    audit.record(
+        session=session, actor_id=author.id, action="write", patient_id=author.id, entry_id=entry.id
+    )
+    for reader in _unique(readers):
+        if reader.id != author.id:
+            audit.record(
+                session=session,
+                actor_id=author.id,
+                action="share",
+                patient_id=author.id,
+                entry_id=entry.id,
+                target_id=reader.id,
+            )
+    return entry, True
+
+
+def _unique(users) -> list[User]:
+    seen, result = set(), []
+    for user in users:
+        if user.id not in seen:
+            seen.add(user.id)
+            result.append(user)
+    return result
+
+
+def _reencrypt(session: Session, entry: Entry, body: dict) -> None:
+    """Make the next version under a new data key, re-wrapped for every remaining reader.
+
+    A data key captured before (by a reader since revoked) does not open the new version.
+    """
+    grants = session.exec(select(Grant).where(Grant.entry_id == entry.id)).all()
+    readers = {
+        u.id: u
+        for u in session.exec(select(User).where(col(User.id).in_([g.reader_id for g in grants])))
+    }
+    entry.version += 1
+    entry.updated_at = utcnow()
+    dek = _seal_version(entry, body)
+    for grant in grants:
+        if grant.wrapped_key is not None:  # pending grants stay pending
+            grant.wrapped_key = _wrap_for(entry, dek, readers[grant.reader_id])
+            session.add(grant)
+    session.add(entry)
+
+
+def update(
+    *,
+    session: Session,
+    entry: Entry,
+    author: User,
+    private_key: bytes,
+    body: dict,
+    base_digest: str,
+    session_id: uuid.UUID | None = None,
+) -> None:
+    """Save an edit as a new version. If the saved text changed since the editor opened it
+    (`base_digest` no longer matches), raise EditConflict and save nothing."""
+    saved = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
+    if body_digest(saved) != base_digest and saved != body:
+        raise EditConflict(saved, entry.version)
+    entry.session_id = session_id
+    _reencrypt(session, entry, body)
+    audit.record(
+        session=session, actor_id=author.id, action="edit", patient_id=author.id, entry_id=entry.id
+    )
+
+
+def delete(*, session: Session, entry: Entry, author: User) -> None:
+    """Destroy an entry: its ciphertext and every reader's wrapped key."""
+    for grant in session.exec(select(Grant).where(Grant.entry_id == entry.id)):
+        session.delete(grant)
+    audit.record(
+        session=session,
+        actor_id=author.id,
+        action="delete",
+        patient_id=author.id,
+        entry_id=entry.id,
+    )
+    session.delete(entry)
+
+
+# --- sharing -------------------------------------------------------------------------------------
+
+
+def share(
+    *, session: Session, entry: Entry, author: User, private_key: bytes, reader: User
+) -> None:
+    """Give `reader` a grant on the entry's current version (no-op if they have one)."""
+    if grant_of(session=session, entry_id=entry.id, reader_id=reader.id) is not None:
+        return
+    dek = _dek_for(session, entry, author.id, private_key)
+    session.add(
+        Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
+    )
+    audit.record(
+        session=session,
+        actor_id=author.id,
+        action="share",
+        patient_id=author.id,
+        entry_id=entry.id,
+        target_id=reader.id,
+    )
+
+
+def revoke(*, session: Session, entry: Entry, author: User, private_key: bytes, reader_id) -> None:
+    """Delete the reader's grant and re-encrypt the entry for the rest, in one transaction."""
+    if reader_id == author.id:
+        raise ValueError("the author cannot revoke their own access")
+    grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
+    if grant is None:
+        return
+    body = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
+    session.delete(grant)
+    session.flush()
+    _reencrypt(session, entry, body)
+    audit.record(
+        session=session,
+        actor_id=author.id,
+        action="revoke",
+        patient_id=author.id,
+        entry_id=entry.id,
+        target_id=reader_id,
+    )
+
+
+def readers_of(*, session: Session, entry: Entry) -> list[tuple[User, bool]]:
+    """Everyone who can read the entry (author first), with whether the grant is pending."""
+    rows = session.exec(
+        select(User, Grant)
+        .join(Grant, Grant.reader_id == User.id)
+        .where(Grant.entry_id == entry.id)
+        .order_by(Grant.created_at)
+    ).all()
+    return [(user, grant.wrapped_key is None) for user, grant in rows]
+
+
+# --- timelines -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    entry: Entry
+    body: dict | None  # None: the entry did not open (tampered); the page says so
+    reader_count: int = 1
+
+
+@dataclass
+class SessionGroup:
+    session: TreatmentSession | None
+    items: list[Item] = field(default_factory=list)
+
+
+def timeline(
+    *, session: Session, patient: User, viewer_id, private_key: bytes, kinds=None
+) -> tuple[list[SessionGroup], list[Item]]:
+    """The patient's sessions with the entries `viewer_id` may read, and all those entries.
+
+    A fixed number of queries whatever the number of entries: sessions, entries with the
+    viewer's grant, and reader counts.
+    """
+    sessions = list(
+        session.exec(
+            select(TreatmentSession)
+            .where(TreatmentSession.patient_id == patient.id)
+            .order_by(col(TreatmentSession.scheduled_at))
+        )
+    )
+    query = (
+        select(Entry, Grant.wrapped_key)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(Entry.author_id == patient.id, Grant.reader_id == viewer_id)
+        .order_by(col(Entry.created_at).desc())
+    )
+    if kinds:
+        query = query.where(col(Entry.kind).in_(kinds))
+    rows = session.exec(query).all()
+    counts = _reader_counts(session, [entry.id for entry, _ in rows])
+    items = []
+    for entry, wrapped in rows:
+        try:
+            body = open_body(
+                entry, wrapped_key=wrapped, reader_id=viewer_id, private_key=private_key
+            )
+        except EntryUnreadable:
+            body = None
+        items.append(Item(entry=entry, body=body, reader_count=counts.get(entry.id, 1)))
+    return group_by_session(sessions, items), items
+
+
+def _reader_counts(session: Session, entry_ids: list) -> dict:
+    if not entry_ids:
+        return {}
+    rows = session.exec(
+        select(Grant.entry_id, func.count())
+        .where(col(Grant.entry_id).in_(entry_ids))
+        .group_by(Grant.entry_id)
+    ).all()
+    return dict(rows)
+
+
+def group_by_session(sessions: list[TreatmentSession], items: list[Item]) -> list[SessionGroup]:
+    """Upcoming sessions first (the next one at the top), then past ones newest first;
+    entries without a session in a last group."""
+    now = utcnow()
+    groups = {s.id: SessionGroup(session=s) for s in sessions}
+    loose = SessionGroup(session=None)
+    for item in items:
+        groups.get(item.entry.session_id, loose).items.append(item)
+    upcoming = [g for g in groups.values() if g.session.scheduled_at >= now]
+    past = [g for g in groups.values() if g.session.scheduled_at < now]
+    ordered = upcoming + sorted(past, key=lambda g: g.session.scheduled_at, reverse=True)
+    return ordered + ([loose] if loose.items else [])
+
+
+def search(items: list[Item], query: str) -> list[Item]:
+    """Entries whose decrypted text contains `query` (case-insensitive), in memory only."""
+    needle = query.casefold().strip()
+    if not needle:
+        return []
+    return [i for i in items if i.body and needle in _text_of(i.body).casefold()]
+
+
+def _text_of(body: dict) -> str:
+    parts = []
+    for value in body.values():
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(str(a.get("answer", "")) for a in value if isinstance(a, dict))
+    return "\n".join(parts)

@@ -1,0 +1,360 @@
+"""The patient's journal: timeline, writing, reading, editing, sharing, the access log."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, abort, request
+from flask_login import current_user
+
+from .. import db, policy
+from ..models import User
+from ..services import accounts, audit, care, course, entry_forms, journal
+from ..services.accounts import ValidationError
+from . import form_text, render, see_other, viewer_zone
+
+bp = Blueprint("journal", __name__)
+
+
+def _me() -> User:
+    return current_user.user
+
+
+def _timeline(kinds=None):
+    return journal.timeline(
+        session=db.session(),
+        patient=_me(),
+        viewer_id=_me().id,
+        private_key=current_user.private_key(),
+        kinds=kinds,
+    )
+
+
+@bp.get("/journal")
+@policy.allow("patient")
+def timeline():
+    groups, items = _timeline()
+    return render(
+        "journal/timeline.html",
+        groups=groups,
+        count=len(items),
+        labels=entry_forms.KIND_LABELS,
+        session_labels=course.KIND_LABELS,
+    )
+
+
+@bp.get("/journal/search")
+@policy.allow("patient")
+def search():
+    query = request.args.get("q", "")[:200]
+    results = journal.search(_timeline()[1], query) if query.strip() else []
+    return render(
+        "journal/search.html",
+        block="results",
+        query=query,
+        results=results,
+        labels=entry_forms.KIND_LABELS,
+    )
+
+
+@bp.get("/journal/log")
+@policy.allow("patient")
+def access_log():
+    return render("journal/log.html", events=_events(), entry=None)
+
+
+def _events(entry_id=None):
+    """Access-log rows with the actor's and target's names, for the patient's page."""
+    dbs = db.session()
+    events = audit.for_patient(session=dbs, patient_id=_me().id, entry_id=entry_id)
+    people = {e.actor_id for e in events} | {e.target_id for e in events}
+    names = accounts.names_of(session=dbs, user_ids=people)
+    return [(e, names.get(e.actor_id, "Someone"), names.get(e.target_id, "")) for e in events]
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _possible_readers() -> list[tuple[User, str]]:
+    therapists = care.therapists_of(session=db.session(), patient=_me())
+    return [(t, accounts.name_of(t)) for t in therapists]
+
+
+def _form_context(
+    kind: str, *, entry=None, values=None, errors=None, share_default=None, answers=None
+):
+    sessions = course.sessions_of(session=db.session(), patient=_me())
+    return {
+        "kind": kind,
+        "label": entry_forms.KIND_LABELS[kind],
+        "entry": entry,
+        "values": values or {},
+        "errors": errors or {},
+        "prompts": entry_forms.prompts_for(kind),
+        "answers": answers or [],
+        "intention_fields": entry_forms.INTENTION_FIELDS,
+        "moods": entry_forms.MOODS,
+        "sessions": sessions,
+        "session_labels": course.KIND_LABELS,
+        "readers": _possible_readers() if entry is None else [],
+        "share_checked": set(values.getlist("share")) if hasattr(values, "getlist") else set(),
+        "share_default": share_default
+        if share_default is not None
+        else bool(_me().share_defaults.get(kind)),
+    }
+
+
+@bp.route("/entries/new", methods=["GET", "POST"])
+@policy.allow("patient")
+def new_entry():
+    kind = request.values.get("kind", "reflection")
+    if kind not in entry_forms.WRITABLE_KINDS:
+        abort(404)
+    if request.method == "GET":
+        values = {"session_id": request.args.get("session", ""), "client_id": str(uuid.uuid4())}
+        return render("journal/edit.html", **_form_context(kind, values=values))
+    dbs = db.session()
+    try:
+        body = entry_forms.parse(kind, request.form)
+        client_id = _uuid_field("client_id") or uuid.uuid4()
+        session_id = _session_field()
+        readers = [r for r, _ in _possible_readers() if str(r.id) in request.form.getlist("share")]
+        entry, _created = journal.create(
+            session=dbs,
+            author=_me(),
+            kind=kind,
+            body=body,
+            client_id=client_id,
+            session_id=session_id,
+            readers=readers,
+        )
+    except ValidationError as exc:
+        dbs.rollback()
+        context = _form_context(
+            kind, values=request.form, errors=exc.errors, share_default="share" in request.form
+        )
+        return render("journal/edit.html", status=422, **context)
+    dbs.commit()
+    return see_other("journal.show_entry", entry_id=entry.id)
+
+
+def _uuid_field(name: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.form.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _session_field() -> uuid.UUID | None:
+    session_id = _uuid_field("session_id")
+    if session_id is None:
+        return None
+    found = policy.get_treatment_session_for(
+        session=db.session(), user=_me(), session_id=session_id
+    )
+    if found.patient_id != _me().id:
+        abort(404)
+    return found.id
+
+
+# --- one entry -----------------------------------------------------------------------------------
+
+
+@bp.get("/entries/<uuid:entry_id>")
+@policy.allow(policy.AUTHENTICATED)
+def show_entry(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
+    body = _read(entry)
+    mine = entry.author_id == _me().id
+    if not mine:
+        audit.record(
+            session=dbs,
+            actor_id=_me().id,
+            action="read",
+            patient_id=entry.author_id,
+            entry_id=entry.id,
+        )
+        dbs.commit()
+    readers = journal.readers_of(session=dbs, entry=entry) if mine else []
+    reader_ids = {u.id for u, _ in readers}
+    addable = [(u, n) for u, n in _possible_readers() if u.id not in reader_ids] if mine else []
+    return render(
+        "journal/entry.html",
+        entry=entry,
+        body=body,
+        mine=mine,
+        readers=[(u, accounts.name_of(u), pending) for u, pending in readers],
+        addable=addable,
+        labels=entry_forms.KIND_LABELS,
+        moods=dict(entry_forms.MOODS),
+        events=_events(entry.id) if mine else [],
+        author_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
+    )
+
+
+def _read(entry) -> dict:
+    try:
+        return journal.read(
+            session=db.session(),
+            entry=entry,
+            reader_id=_me().id,
+            private_key=current_user.private_key(),
+        )
+    except journal.EntryUnreadable:
+        abort(500)
+
+
+@bp.route("/entries/<uuid:entry_id>/edit", methods=["GET", "POST"])
+@policy.allow("patient")
+def edit_entry(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="edit")
+    if request.method == "GET":
+        body = _read(entry)
+        values = entry_forms.form_values(body) | {
+            "base_digest": journal.body_digest(body),
+            "session_id": str(entry.session_id or ""),
+        }
+        return render(
+            "journal/edit.html",
+            **_form_context(
+                entry.kind, entry=entry, values=values, answers=body.get("answers", [])
+            ),
+        )
+    try:
+        body = entry_forms.parse(entry.kind, request.form)
+        journal.update(
+            session=dbs,
+            entry=entry,
+            author=_me(),
+            private_key=current_user.private_key(),
+            body=body,
+            base_digest=form_text("base_digest", 100),
+            session_id=_session_field(),
+        )
+    except ValidationError as exc:
+        dbs.rollback()
+        context = _form_context(entry.kind, entry=entry, values=request.form, errors=exc.errors)
+        return render("journal/edit.html", status=422, **context)
+    except journal.EditConflict as conflict:
+        dbs.rollback()
+        return render(
+            "journal/conflict.html",
+            status=409,
+            entry=entry,
+            mine=request.form,
+            saved=conflict.saved_body,
+            base_digest=journal.body_digest(conflict.saved_body),
+            intention_fields=entry_forms.INTENTION_FIELDS,
+        )
+    dbs.commit()
+    return see_other("journal.show_entry", entry_id=entry.id)
+
+
+@bp.route("/entries/<uuid:entry_id>/delete", methods=["GET", "POST"])
+@policy.allow("patient")
+def delete_entry(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="delete")
+    if request.method == "GET":
+        return render("journal/delete.html", entry=entry, labels=entry_forms.KIND_LABELS)
+    journal.delete(session=dbs, entry=entry, author=_me())
+    dbs.commit()
+    return see_other("journal.timeline")
+
+
+@bp.post("/entries/<uuid:entry_id>/share")
+@policy.allow("patient")
+def share_entry(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
+    reader = dbs.get(User, _uuid_field("reader_id"))
+    if reader is None or not policy.may_share_with(session=dbs, patient=_me(), reader=reader):
+        abort(404)
+    journal.share(
+        session=dbs,
+        entry=entry,
+        author=_me(),
+        private_key=current_user.private_key(),
+        reader=reader,
+    )
+    dbs.commit()
+    return see_other("journal.show_entry", entry_id=entry.id)
+
+
+@bp.post("/entries/<uuid:entry_id>/revoke")
+@policy.allow("patient")
+def revoke_entry(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
+    reader_id = _uuid_field("reader_id")
+    if reader_id is None or reader_id == _me().id:
+        abort(404)
+    journal.revoke(
+        session=dbs,
+        entry=entry,
+        author=_me(),
+        private_key=current_user.private_key(),
+        reader_id=reader_id,
+    )
+    dbs.commit()
+    return see_other("journal.show_entry", entry_id=entry.id)
+
+
+# --- sessions the patient adds, and sharing defaults ---------------------------------------------
+
+
+@bp.route("/sessions/new", methods=["GET", "POST"])
+@policy.allow("patient")
+def new_session():
+    if request.method == "GET":
+        return render("journal/session_new.html", errors={}, form={}, kinds=course.KIND_LABELS)
+    dbs = db.session()
+    try:
+        course.schedule(
+            session=dbs,
+            patient=_me(),
+            created_by=_me(),
+            kind=form_text("kind", 20),
+            when=form_text("scheduled_at", 40),
+            zone=viewer_zone(),
+        )
+    except ValidationError as exc:
+        dbs.rollback()
+        return render(
+            "journal/session_new.html",
+            errors=exc.errors,
+            form=request.form,
+            kinds=course.KIND_LABELS,
+            status=422,
+        )
+    dbs.commit()
+    return see_other("journal.timeline")
+
+
+@bp.route("/account/sharing", methods=["GET", "POST"])
+@policy.allow("patient")
+def sharing_defaults():
+    kinds = [(k, entry_forms.KIND_LABELS[k]) for k in entry_forms.WRITABLE_KINDS]
+    if request.method == "GET":
+        return render("journal/sharing.html", kinds=kinds, errors={}, done=False)
+    dbs = db.session()
+    # Changing who reads by default asks for the password again (DESIGN §5).
+    if (
+        accounts.authenticate(
+            session=dbs, email=accounts.email_of(_me()), password=form_text("password", 1000)
+        )
+        is None
+    ):
+        return render(
+            "journal/sharing.html",
+            kinds=kinds,
+            done=False,
+            status=422,
+            errors={"password": "That is not your password."},
+        )
+    _me().share_defaults = {k: k in request.form.getlist("kinds") for k, _ in kinds}
+    dbs.add(_me())
+    dbs.commit()
+    return render("journal/sharing.html", kinds=kinds, errors={}, done=True)
