@@ -16,6 +16,7 @@ from .services import accounts
 db_cli = AppGroup("db", help="Database migrations.")
 users_cli = AppGroup("users", help="Create and list accounts.")
 keys_cli = AppGroup("keys", help="Server key-encryption keys (KEKs).")
+audit_cli = AppGroup("audit", help="The access log.")
 
 
 @db_cli.command("upgrade")
@@ -92,6 +93,23 @@ def keys_rotate():
     click.echo(f"Re-sealed {count} values under KEK {ring.active!r}.")
 
 
+@audit_cli.command("verify")
+def audit_verify():
+    """Check the access log's hash chain; exit 1 at the first row that does not fit."""
+    from .services import audit
+
+    with Session(db.engine()) as session:
+        report = audit.verify(session=session)
+    if report.broken_at is not None:
+        click.echo(
+            f"The access log is broken at event {report.broken_at} "
+            f"(after {report.checked} good events).",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(f"The access log is intact ({report.checked} events).")
+
+
 @click.command("demo")
 @with_appcontext
 def demo():
@@ -106,5 +124,5 @@ def demo():
 
 
 def init_app(app: Flask) -> None:
-    for command in (db_cli, users_cli, keys_cli, demo):
+    for command in (db_cli, users_cli, keys_cli, audit_cli, demo):
         app.cli.add_command(command)

@@ -91,8 +91,8 @@ def manifest():
         "start_url": "/",
         "scope": "/",
         "display": "standalone",
-        "background_color": "#f6f4ef",
-        "theme_color": "#2f5d62",
+        "background_color": "#f6f3ec",
+        "theme_color": "#2f6f6b",
         "icons": icons,
         "shortcuts": [
             {"name": "New reflection", "url": "/entries/new?kind=reflection", "icons": icons[:1]},
