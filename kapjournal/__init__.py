@@ -76,9 +76,10 @@ def _security_headers(response):
     headers = response.headers
     headers["Content-Security-Policy"] = CSP
     headers["X-Content-Type-Options"] = "nosniff"
-    # Same-origin only: Flask-WTF checks the Referer of every HTTPS form post, so
-    # "no-referrer" would make each POST fail with 400 in production.
-    headers["Referrer-Policy"] = "same-origin"
+    # No Referer at all, so invitation tokens and entry ids never travel in one. Flask-WTF's
+    # HTTPS Referer check is off for that reason (config WTF_CSRF_SSL_STRICT); the CSRF token
+    # lives in a __Host- cookie that no subdomain or plain-HTTP page can plant.
+    headers["Referrer-Policy"] = "no-referrer"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"

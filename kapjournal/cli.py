@@ -85,10 +85,13 @@ def keys_new():
 def keys_rotate():
     """Re-seal every server-layer blob under the active KEK (no password needed)."""
     ring: crypto.Keyring = current_app.config["KEYRING"]
-    from .services import keys
+    from .services import audit, keys
 
     with Session(db.engine()) as session:
-        count = keys.rotate(session=session, keyring=ring)
+        try:
+            count = keys.rotate(session=session, keyring=ring)
+        except audit.ChainBroken as exc:
+            raise click.ClickException(f"Not rotating: {exc}. See `audit verify`.") from None
         session.commit()
     click.echo(f"Re-sealed {count} values under KEK {ring.active!r}.")
 

@@ -67,7 +67,10 @@ def defaults(instance_path: Path) -> dict:
         "COOKIE_SECURE": _env("COOKIE_SECURE", "true" if production else "false") == "true",
         "LOGIN_LIMITS": _env("LOGIN_LIMITS", "10 per minute;50 per hour"),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the login session
-        "MAX_CONTENT_LENGTH": 512 * 1024,
+        "WTF_CSRF_SSL_STRICT": False,  # we send no Referer (see _security_headers)
+        # Well above the 64 KB entry limit, so a too-long entry gets a 422 with its text kept.
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
     }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
+from .. import crypto
 from ..models import AuditEvent, utcnow
 from . import accounts
 
@@ -68,9 +69,9 @@ class ChainReport:
     broken_at: int | None  # seq of the first row that does not match, or None
 
 
-def verify(*, session: Session) -> ChainReport:
+def verify(*, session: Session, keyring: crypto.Keyring | None = None) -> ChainReport:
     """Recompute the chain from the start; report the first row that does not fit."""
-    ring = accounts.keyring()
+    ring = keyring or accounts.keyring()
     previous, expected_seq, checked = _GENESIS, 1, 0
     for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
         try:
@@ -81,6 +82,32 @@ def verify(*, session: Session) -> ChainReport:
             return ChainReport(checked, event.seq)
         previous, expected_seq, checked = event.mac, expected_seq + 1, checked + 1
     return ChainReport(checked, None)
+
+
+class ChainBroken(Exception):
+    """The access log does not verify, so `keys rotate` will not re-key (launder) it."""
+
+    def __init__(self, report: ChainReport):
+        super().__init__(f"the access log is broken at event {report.broken_at}")
+        self.report = report
+
+
+def rekey(*, session: Session, keyring: crypto.Keyring) -> int:
+    """Re-MAC the whole chain under the active KEK (keys rotate), so retired KEKs can be
+    removed; raise ChainBroken instead if the chain does not verify. Returns the count."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SELECT pg_advisory_xact_lock(727271)"))  # no appends meanwhile
+    report = verify(session=session, keyring=keyring)
+    if report.broken_at is not None:
+        raise ChainBroken(report)
+    previous = _GENESIS
+    events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))))
+    for event in events:
+        event.kek_id = keyring.active
+        event.mac = keyring.audit_mac(keyring.active, _message(event, previous))
+        previous = event.mac
+        session.add(event)
+    return len(events)
 
 
 def for_patient(*, session: Session, patient_id, entry_id=None, limit: int = 200):

@@ -127,7 +127,9 @@ def grant_of(*, session: Session, entry_id, reader_id) -> Grant | None:
 
 
 def body_too_large(body: dict) -> bool:
-    return len(_encode(body)) > BODY_MAX_BYTES
+    """Whether the words in a body (its text fields and prompt answers) pass 64 KB of UTF-8.
+    What the person wrote is measured, not its JSON encoding, so exactly 64 KB of text fits."""
+    return sum(len(part.encode("utf-8")) for part in _parts_of(body)) > BODY_MAX_BYTES
 
 
 def create(
@@ -381,10 +383,14 @@ def search(items: list[Item], query: str) -> list[Item]:
 
 
 def _text_of(body: dict) -> str:
+    return "\n".join(_parts_of(body))
+
+
+def _parts_of(body: dict) -> list[str]:
     parts = []
     for value in body.values():
         if isinstance(value, str):
             parts.append(value)
         elif isinstance(value, list):
             parts.extend(str(a.get("answer", "")) for a in value if isinstance(a, dict))
-    return "\n".join(parts)
+    return parts

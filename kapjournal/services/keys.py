@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from .. import crypto
 from ..models import Invitation, User
-from . import accounts, care
+from . import accounts, audit, care
 
 # Each KEK-sealed column of User and the purpose its associated data names.
 USER_BLOBS = {
@@ -19,8 +19,9 @@ USER_BLOBS = {
 
 
 def rotate(*, session: Session, keyring: crypto.Keyring) -> int:
-    """Re-seal under the active KEK and recompute email lookups; returns how many values."""
-    count = 0
+    """Re-seal under the active KEK, recompute email lookups and re-key the access log;
+    returns how many values. Raises audit.ChainBroken (changing nothing) on a tampered log."""
+    count = audit.rekey(session=session, keyring=keyring)
     for user in session.exec(select(User)):
         for column, purpose in USER_BLOBS.items():
             ad = {"p": purpose, "user": str(user.id)}

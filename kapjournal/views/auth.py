@@ -48,8 +48,9 @@ def require_confirmed_recovery_code():
     return redirect(url_for("auth.recovery_code"))
 
 
-def _log_in(user, private_key, target: str):
-    """Open a device session, rotate the session id and CSRF token, go to `target`."""
+def _log_in(user, private_key, target):
+    """Open a device session, rotate the session id and CSRF token, go to `target` (a path, or
+    a function rendering the page, called after the rotation so its forms get the new token)."""
     dbs = db.session()
     old = request.cookies.get(current_app.config["LOGIN_COOKIE_NAME"])
     previous = sessions.resume(session=dbs, cookie_value=old) if old else None
@@ -60,16 +61,35 @@ def _log_in(user, private_key, target: str):
     )
     dbs.commit()
     session.clear()
-    response = target if not isinstance(target, str) else redirect(target, code=303)
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    response = target() if callable(target) else redirect(target, code=303)
     set_login_cookie(response, cookie)
     g.login_cookie_set = True
     return response
 
 
+_PLATFORMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "Mac"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+
+
 def _device_label() -> str:
-    agent = request.user_agent
-    platform = (agent.platform or "").capitalize()
-    browser = (agent.browser or "browser").capitalize()
+    """A rough "Browser on Platform" for the devices list (Werkzeug no longer parses it)."""
+    agent = request.user_agent.string or ""
+    browser = next((name for mark, name in _BROWSERS if mark in agent), "A browser")
+    platform = next((name for mark, name in _PLATFORMS if mark in agent), "")
     return f"{browser} on {platform}" if platform else browser
 
 
@@ -104,7 +124,7 @@ def setup():
         dbs.rollback()
         return render("auth/setup.html", form=request.form, errors=exc.errors, status=422)
     return _log_in(
-        registered.user, registered.private_key, _recovery_page(registered.recovery_code)
+        registered.user, registered.private_key, lambda: _recovery_page(registered.recovery_code)
     )
 
 
@@ -145,7 +165,7 @@ def register(token: str):
         )
     care.accept_patient_invitation(session=dbs, invitation=invitation, patient=registered.user)
     return _log_in(
-        registered.user, registered.private_key, _recovery_page(registered.recovery_code)
+        registered.user, registered.private_key, lambda: _recovery_page(registered.recovery_code)
     )
 
 
@@ -264,4 +284,4 @@ def reset():
         dbs.rollback()
         form = {"email": form_text("email", 300)}
         return render("auth/reset.html", form=form, errors=exc.errors, status=422)
-    return _log_in(user, private_key, _recovery_page(code))
+    return _log_in(user, private_key, lambda: _recovery_page(code))

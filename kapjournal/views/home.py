@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, url_for
+from flask import Blueprint
 from flask_login import current_user
 
 from .. import db, policy
 from ..services import accounts, care
-from . import render
+from . import journal, render
 
 bp = Blueprint("home", __name__)
 
@@ -25,5 +25,5 @@ def index():
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
         )
     if user.role == "patient":
-        return redirect(url_for("journal.timeline"))
+        return journal.timeline()  # a patient's home is their journal
     return render("home/support.html")

@@ -36,6 +36,7 @@ def timeline():
     groups, items = _timeline()
     return render(
         "journal/timeline.html",
+        therapists=[name for _, name in _possible_readers()],
         groups=groups,
         count=len(items),
         labels=entry_forms.KIND_LABELS,
@@ -130,9 +131,8 @@ def new_entry():
         )
     except ValidationError as exc:
         dbs.rollback()
-        context = _form_context(
-            kind, values=request.form, errors=exc.errors, share_default="share" in request.form
-        )
+        # Tick again exactly the readers that were ticked, not every one of them.
+        context = _form_context(kind, values=request.form, errors=exc.errors, share_default=False)
         return render("journal/edit.html", status=422, **context)
     dbs.commit()
     return see_other("journal.show_entry", entry_id=entry.id)
@@ -269,7 +269,8 @@ def delete_entry(entry_id: uuid.UUID):
 def share_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
-    reader = dbs.get(User, _uuid_field("reader_id"))
+    reader_id = _uuid_field("reader_id")
+    reader = dbs.get(User, reader_id) if reader_id else None
     if reader is None or not policy.may_share_with(session=dbs, patient=_me(), reader=reader):
         abort(404)
     journal.share(
