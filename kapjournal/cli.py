@@ -122,7 +122,11 @@ def demo():
     from .services import demo as demo_service
 
     with Session(db.engine()) as session:
-        for role, email, password in demo_service.seed(session=session):
+        try:
+            logins = demo_service.seed(session=session)
+        except demo_service.AlreadySeeded as exc:
+            raise click.ClickException(str(exc)) from None
+        for role, email, password in logins:
             click.echo(f"{role} {email} {password}")
 
 

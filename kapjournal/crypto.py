@@ -227,13 +227,19 @@ def wrap_key(key: bytes, public: PublicKey, ad: dict) -> bytes:
     return _SUITE.encrypt(key, recipient, info=canonical_ad(ad))
 
 
-def unwrap_key(wrapped: bytes, private: bytes, ad: dict) -> bytes:
-    """Open a wrap made by `wrap_key` with the reader's private key; CryptoError on mismatch."""
+def load_private(private: bytes):
+    """The HPKE private key object for raw private-key bytes. Loading expands the ML-KEM
+    seed, which costs about as much as an unwrap: load once per request, unwrap many."""
     kem, dh = _private_parts(private)
+    return hpke.MLKEM768X25519PrivateKey(kem, dh)
+
+
+def unwrap_key(wrapped: bytes, private, ad: dict) -> bytes:
+    """Open a wrap made by `wrap_key` with the reader's private key (raw bytes, or loaded
+    with `load_private`); CryptoError on mismatch."""
+    key = load_private(private) if isinstance(private, bytes) else private
     try:
-        return _SUITE.decrypt(
-            wrapped, hpke.MLKEM768X25519PrivateKey(kem, dh), info=canonical_ad(ad)
-        )
+        return _SUITE.decrypt(wrapped, key, info=canonical_ad(ad))
     except Exception:  # cryptography raises several types for a bad wrap; all mean "no"
         raise CryptoError("key wrap does not open with this key and context") from None
 

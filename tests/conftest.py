@@ -119,13 +119,26 @@ class Persona:
     name: str
 
 
-def make_user(app, *, role: str, email: str, name: str, invited_by: Persona | None = None,
-              is_owner: bool = False, confirmed: bool = True) -> Persona:
+def make_user(
+    app,
+    *,
+    role: str,
+    email: str,
+    name: str,
+    invited_by: Persona | None = None,
+    is_owner: bool = False,
+    confirmed: bool = True,
+) -> Persona:
     """An account made through the real services (keys, wraps and all)."""
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         registered = accounts.register(
-            session=session, email=email, name=name, password=PASSWORD, password2=PASSWORD,
-            role=role, is_owner=is_owner,
+            session=session,
+            email=email,
+            name=name,
+            password=PASSWORD,
+            password2=PASSWORD,
+            role=role,
+            is_owner=is_owner,
         )
         if confirmed:
             accounts.confirm_recovery_saved(session=session, user=registered.user)
@@ -141,8 +154,9 @@ def make_user(app, *, role: str, email: str, name: str, invited_by: Persona | No
 
 @pytest.fixture
 def therapist(app):
-    return make_user(app, role="therapist", email="therapist@example.org", name="Dr. Tess Ward",
-                     is_owner=True)
+    return make_user(
+        app, role="therapist", email="therapist@example.org", name="Dr. Tess Ward", is_owner=True
+    )
 
 
 @pytest.fixture
@@ -152,14 +166,20 @@ def other_therapist(app):
 
 @pytest.fixture
 def patient(app, therapist):
-    return make_user(app, role="patient", email="patient@example.org", name="Pat Quinn",
-                     invited_by=therapist)
+    return make_user(
+        app, role="patient", email="patient@example.org", name="Pat Quinn", invited_by=therapist
+    )
 
 
 @pytest.fixture
 def stranger_patient(app, other_therapist):
-    return make_user(app, role="patient", email="stranger@example.org", name="Stan Ger",
-                     invited_by=other_therapist)
+    return make_user(
+        app,
+        role="patient",
+        email="stranger@example.org",
+        name="Stan Ger",
+        invited_by=other_therapist,
+    )
 
 
 @pytest.fixture
@@ -197,8 +217,12 @@ def logged_in(client) -> bool:
 
 
 def login(client, persona: Persona):
-    response = post(client, "/login", {"email": persona.email, "password": persona.password},
-                    token_from="/login")
+    response = post(
+        client,
+        "/login",
+        {"email": persona.email, "password": persona.password},
+        token_from="/login",
+    )
     assert response.status_code == 303, response.get_data(as_text=True)[:500]
     return response
 

@@ -14,6 +14,10 @@ from . import accounts, care, journal
 DEMO_DOMAIN = "demo.kapjournal.invalid"
 
 
+class AlreadySeeded(RuntimeError):
+    """The demo accounts exist already."""
+
+
 def _password() -> str:
     return "demo-" + secrets.token_urlsafe(12)
 
@@ -24,7 +28,7 @@ def seed(*, session: Session) -> list[tuple[str, str, str]]:
     Returns (role, email, password) for each account. Refuses to run twice.
     """
     if accounts.find_by_email(session=session, email=f"therapist@{DEMO_DOMAIN}"):
-        raise RuntimeError("The demo clinic exists already in this database.")
+        raise AlreadySeeded("The demo clinic exists already in this database.")
     logins = []
 
     def make(role: str, local: str, name: str, **extra):

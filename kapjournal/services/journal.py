@@ -83,8 +83,9 @@ def _wrap_for(entry: Entry, dek: bytes, reader: User) -> bytes:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def open_body(entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key: bytes) -> dict:
-    """Decrypt an entry for a reader from their grant's wrapped key."""
+def open_body(entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key) -> dict:
+    """Decrypt an entry for a reader from their grant's wrapped key (`private_key`: raw
+    bytes or `crypto.load_private`)."""
     if not wrapped_key:
         raise EntryUnreadable(str(entry.id))
     try:
@@ -337,11 +338,12 @@ def timeline(
         query = query.where(col(Entry.kind).in_(kinds))
     rows = session.exec(query).all()
     counts = _reader_counts(session, [entry.id for entry, _ in rows])
+    loaded_key = crypto.load_private(private_key)
     items = []
     for entry, wrapped in rows:
         try:
             body = open_body(
-                entry, wrapped_key=wrapped, reader_id=viewer_id, private_key=private_key
+                entry, wrapped_key=wrapped, reader_id=viewer_id, private_key=loaded_key
             )
         except EntryUnreadable:
             body = None

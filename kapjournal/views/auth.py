@@ -6,8 +6,8 @@ from flask import Blueprint, abort, current_app, g, redirect, request, session, 
 from flask_login import current_user
 
 from .. import db, policy
-from ..extensions import limiter
-from ..login import logged_out, session_expired, set_login_cookie
+from ..extensions import limiter, login_manager
+from ..login import Viewer, logged_out, session_expired, set_login_cookie
 from ..models import User
 from ..services import accounts, care, sessions
 from ..services.accounts import ValidationError
@@ -62,6 +62,10 @@ def _log_in(user, private_key, target):
     dbs.commit()
     session.clear()
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    # The page rendered now (the recovery code) already belongs to the new session.
+    login_manager._update_request_context_with_user(
+        Viewer(sessions.resume(session=dbs, cookie_value=cookie))
+    )
     response = target() if callable(target) else redirect(target, code=303)
     set_login_cookie(response, cookie)
     g.login_cookie_set = True
