@@ -62,8 +62,8 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def upgrade(bind: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` on `bind`."""
+def upgrade(bind: Engine, revision: str = "heads") -> None:
+    """Apply migrations up to `revision` on `bind` (all heads, should branches exist)."""
     cfg = alembic_config()
     with bind.begin() as connection:
         cfg.attributes["connection"] = connection

@@ -8,7 +8,7 @@ and PostgreSQL alike.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, LargeBinary, UniqueConstraint
 from sqlmodel import JSON, Field, SQLModel
@@ -43,6 +43,12 @@ class User(SQLModel, table=True):
     private_wrapped: bytes = _blob()  # under K_wrap (password), then the KEK
     recovery_wrapped: bytes = _blob()  # under the recovery-code key, then the KEK
     recovery_confirmed_at: datetime | None = None
+    # Two-factor login (TOTP, RFC 6238): the secret under the KEK; backup codes only as
+    # SHA-256 hashes; the last accepted time step, so a code cannot be replayed.
+    totp_secret_enc: bytes | None = _blob(nullable=True)
+    totp_confirmed_at: datetime | None = None
+    totp_backup_hashes: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    totp_last_step: int | None = None
     # Entry kinds shared with the care team when written, e.g. {"reflection": true}.
     share_defaults: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
@@ -59,6 +65,7 @@ class DeviceSession(SQLModel, table=True):
     token_hash: bytes = _blob(unique=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     key_wrapped: bytes = _blob()
+    mfa_pending: bool = False  # password given, second factor still to come
     device_label: str = Field(default="", max_length=120)
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
@@ -125,6 +132,9 @@ class Entry(SQLModel, table=True):
     )
     client_id: uuid.UUID  # made on the device: a retried submission finds the same entry
     version: int = 1
+    # Set when a reader lost access without the author's key at hand (a therapist left the
+    # care team): the next request of the author re-encrypts under a new data key.
+    needs_rotation: bool = False
     body_blob: bytes = _blob()
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -159,3 +169,138 @@ class AuditEvent(SQLModel, table=True):
     target_id: uuid.UUID | None = None  # e.g. the reader a share or revoke was about
     kek_id: str = Field(max_length=64)
     mac: bytes = _blob()
+
+
+class PendingShare(SQLModel, table=True):
+    """An entry the patient chose for someone invited but not yet registered (no key yet).
+    Becomes a Grant when they join, wrapped on the patient's next request (DESIGN §3 flow 10)."""
+
+    __tablename__ = "pending_share"
+    __table_args__ = (UniqueConstraint("entry_id", "invitation_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    entry_id: uuid.UUID = Field(foreign_key="entry.id", index=True, ondelete="CASCADE")
+    invitation_id: uuid.UUID = Field(foreign_key="invitation.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SupportLink(SQLModel, table=True):
+    """A support member a patient brought in (made when they accept the invitation)."""
+
+    __tablename__ = "support_link"
+    __table_args__ = (UniqueConstraint("patient_id", "supporter_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    supporter_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Annotation(SQLModel, table=True):
+    """A therapist's note on a paragraph of an entry (or, without an entry, a note taken in an
+    integration session). The blob holds the note and the quoted passage; `reply_blob` the
+    patient's one reply. Both under the annotation's data key, wrapped in ItemKey rows."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    author_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    entry_id: uuid.UUID | None = Field(
+        default=None, foreign_key="entry.id", index=True, ondelete="CASCADE"
+    )
+    session_id: uuid.UUID | None = Field(
+        default=None, foreign_key="treatment_session.id", index=True, ondelete="SET NULL"
+    )
+    paragraph_index: int | None = None
+    visibility: str = Field(default="private", max_length=16)  # "shared" or "private"
+    bring_to_session: bool = False
+    discussed_at: datetime | None = None
+    resolved_at: datetime | None = None
+    version: int = 1
+    body_blob: bytes = _blob()
+    reply_blob: bytes | None = _blob(nullable=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EntryFlag(SQLModel, table=True):
+    """A therapist's "bring to session" mark on a shared entry (clear metadata only)."""
+
+    __tablename__ = "entry_flag"
+    __table_args__ = (UniqueConstraint("entry_id", "therapist_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    entry_id: uuid.UUID = Field(foreign_key="entry.id", index=True, ondelete="CASCADE")
+    therapist_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+    discussed_at: datetime | None = None
+
+
+class Practice(SQLModel, table=True):
+    """An integration takeaway (what, how often, why it matters), encrypted like an entry."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    created_by_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    session_id: uuid.UUID | None = Field(
+        default=None, foreign_key="treatment_session.id", ondelete="SET NULL"
+    )
+    version: int = 1
+    body_blob: bytes = _blob()
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+
+class PracticeCheck(SQLModel, table=True):
+    """A day on which the patient did a practice."""
+
+    __tablename__ = "practice_check"
+    __table_args__ = (UniqueConstraint("practice_id", "day"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    practice_id: uuid.UUID = Field(foreign_key="practice.id", index=True, ondelete="CASCADE")
+    day: date
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ItemKey(SQLModel, table=True):
+    """A reader's wrapped data key for an annotation or a practice (`subject_kind`)."""
+
+    __tablename__ = "item_key"
+    __table_args__ = (UniqueConstraint("subject_kind", "subject_id", "reader_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    subject_kind: str = Field(max_length=16)  # "annotation" or "practice"
+    subject_id: uuid.UUID = Field(index=True)
+    reader_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    wrapped_key: bytes = _blob()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PushSubscription(SQLModel, table=True):
+    """A device's Web Push subscription (endpoint and keys sealed under the KEK)."""
+
+    __tablename__ = "push_subscription"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    endpoint_hash: bytes = _blob(unique=True)
+    subscription_enc: bytes = _blob()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReminderSent(SQLModel, table=True):
+    """A reminder already pushed, so the scheduler never sends one twice."""
+
+    __tablename__ = "reminder_sent"
+    __table_args__ = (UniqueConstraint("subscription_id", "session_id", "kind"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    subscription_id: uuid.UUID = Field(
+        foreign_key="push_subscription.id", index=True, ondelete="CASCADE"
+    )
+    session_id: uuid.UUID = Field(
+        foreign_key="treatment_session.id", index=True, ondelete="CASCADE"
+    )
+    kind: str = Field(max_length=32)
+    sent_at: datetime = Field(default_factory=utcnow)
