@@ -3,11 +3,12 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v1";
+const CACHE = "kapjournal-shell-v2";
 const PAGES = ["/offline", "/help"];
 const PRECACHE = [
   "/static/css/app.css",
   "/static/js/app.js",
+  "/static/js/drafts.js",
   "/static/js/htmx.min.js",
   "/static/icons/icon-192.png",
   "/static/icons/icon-512.png",

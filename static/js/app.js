@@ -3,6 +3,15 @@
   "use strict";
   var doc = document;
 
+  // The server shows times in the browser's zone (the `tz` cookie).
+  try {
+    var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (tz && /^[\w+\/-]+$/.test(tz) && doc.cookie.split("; ").indexOf("tz=" + tz) < 0) {
+      doc.cookie = "tz=" + tz + "; path=/; SameSite=Lax; max-age=31536000" +
+        (location.protocol === "https:" ? "; Secure" : "");
+    }
+  } catch (err) { /* no Intl: the clinic's zone */ }
+
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {});
   }
