@@ -66,6 +66,7 @@ class DeviceSession(SQLModel, table=True):
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     key_wrapped: bytes = _blob()
     mfa_pending: bool = False  # password given, second factor still to come
+    key_cache: bytes | None = _blob(nullable=True)  # data keys already opened, under K_sess
     device_label: str = Field(default="", max_length=120)
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)

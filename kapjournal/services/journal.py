@@ -83,19 +83,33 @@ def _wrap_for(entry: Entry, dek: bytes, reader: User) -> bytes:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def open_body(entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key) -> dict:
+def open_body(
+    entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key, key_cache=None
+) -> dict:
     """Decrypt an entry for a reader from their grant's wrapped key (`private_key`: raw
-    bytes or `crypto.load_private`)."""
+    bytes or `crypto.load_private`, or a callable returning it, called only if needed).
+
+    `key_cache` maps "entry:version" to data keys this device session opened before (kept
+    sealed under K_sess, see sessions.key_cache): a hit skips the public-key unwrap. The
+    reader must still hold a live grant; a new version has a new key, so a revoked reader's
+    cache opens nothing."""
     if not wrapped_key:
         raise EntryUnreadable(str(entry.id))
+    slot = f"{entry.id}:{entry.version}"
+    dek = key_cache.get(slot) if key_cache is not None else None
     try:
-        dek = crypto.unwrap_key(wrapped_key, private_key, _wrap_ad(entry, reader_id))
-        return json.loads(crypto.open_sealed(dek, entry.body_blob, _body_ad(entry)))
+        if dek is None:
+            key = private_key() if callable(private_key) else private_key
+            dek = crypto.unwrap_key(wrapped_key, key, _wrap_ad(entry, reader_id))
+        body = json.loads(crypto.open_sealed(dek, entry.body_blob, _body_ad(entry)))
     except (crypto.CryptoError, ValueError):
         log.error(
             "entry %s (version %s) did not open for reader %s", entry.id, entry.version, reader_id
         )
         raise EntryUnreadable(str(entry.id)) from None
+    if key_cache is not None:
+        key_cache[slot] = dek
+    return body
 
 
 def _dek_for(session: Session, entry: Entry, reader_id, private_key: bytes) -> bytes:
@@ -286,6 +300,38 @@ def revoke(*, session: Session, entry: Entry, author: User, private_key: bytes, 
     )
 
 
+def complete_pending_grant(
+    *, session: Session, entry: Entry, author: User, private_key: bytes, reader: User
+) -> bool:
+    """Give a pending grant (a reader who had no key when the entry was chosen for them) the
+    entry's data key, wrapped to their public key (DESIGN §3 flow 10). Needs the author's
+    private key, hence done on the author's next request. Returns whether a key was wrapped."""
+    grant = grant_of(session=session, entry_id=entry.id, reader_id=reader.id)
+    if grant is None or grant.wrapped_key is not None:
+        return False
+    dek = _dek_for(session, entry, author.id, private_key)
+    grant.wrapped_key = _wrap_for(entry, dek, reader)
+    session.add(grant)
+    audit.record(
+        session=session,
+        actor_id=author.id,
+        action="share",
+        patient_id=author.id,
+        entry_id=entry.id,
+        target_id=reader.id,
+    )
+    return True
+
+
+def rotate(*, session: Session, entry: Entry, author: User, private_key: bytes) -> None:
+    """Finish a revocation made without the author's key (someone left, DESIGN §3 flow 5):
+    re-encrypt the entry under a new data key for the readers it still has."""
+    body = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
+    _reencrypt(session, entry, body)
+    entry.needs_rotation = False
+    session.add(entry)
+
+
 def readers_of(*, session: Session, entry: Entry) -> list[tuple[User, bool]]:
     """Everyone who can read the entry (author first), with whether the grant is pending."""
     rows = session.exec(
@@ -314,12 +360,13 @@ class SessionGroup:
 
 
 def timeline(
-    *, session: Session, patient: User, viewer_id, private_key: bytes, kinds=None
+    *, session: Session, patient: User, viewer_id, private_key, kinds=None, key_cache=None
 ) -> tuple[list[SessionGroup], list[Item]]:
     """The patient's sessions with the entries `viewer_id` may read, and all those entries.
 
     A fixed number of queries whatever the number of entries: sessions, entries with the
-    viewer's grant, and reader counts.
+    viewer's grant, and reader counts. `private_key` may be a callable (the key is unlocked
+    only if some entry is not in `key_cache`), which `open_body` fills as it goes.
     """
     sessions = list(
         session.exec(
@@ -338,12 +385,23 @@ def timeline(
         query = query.where(col(Entry.kind).in_(kinds))
     rows = session.exec(query).all()
     counts = _reader_counts(session, [entry.id for entry, _ in rows])
-    loaded_key = crypto.load_private(private_key)
+    loaded = []
+
+    def loaded_key():  # unlocked and expanded once per page, and only on a cache miss
+        if not loaded:
+            raw = private_key() if callable(private_key) else private_key
+            loaded.append(crypto.load_private(raw))
+        return loaded[0]
+
     items = []
     for entry, wrapped in rows:
         try:
             body = open_body(
-                entry, wrapped_key=wrapped, reader_id=viewer_id, private_key=loaded_key
+                entry,
+                wrapped_key=wrapped,
+                reader_id=viewer_id,
+                private_key=loaded_key,
+                key_cache=key_cache,
             )
         except EntryUnreadable:
             body = None

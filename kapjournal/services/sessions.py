@@ -8,6 +8,7 @@ ended session opens anything.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,6 +33,35 @@ class Unlocked:
         return crypto.open_sealed(self.session_key, self.device.key_wrapped, _ad(self.device))
 
 
+KEY_CACHE_LIMIT = 2000
+
+
+def key_cache(unlocked: Unlocked) -> dict[str, bytes]:
+    """Data keys this device session already unwrapped ("entry:version" → key), sealed under
+    K_sess in the session row: useless without the cookie, gone when the session ends."""
+    if not unlocked.device.key_cache:
+        return {}
+    try:
+        raw = crypto.open_sealed(
+            unlocked.session_key, unlocked.device.key_cache, _cache_ad(unlocked.device)
+        )
+        return {slot: base64.b64decode(key) for slot, key in json.loads(raw).items()}
+    except (crypto.CryptoError, ValueError):
+        return {}  # a cache that does not open is only a cache: start again
+
+
+def store_key_cache(*, session: Session, unlocked: Unlocked, cache: dict[str, bytes]) -> None:
+    """Seal the cache back into the session row (newest KEY_CACHE_LIMIT keys); caller commits."""
+    newest = list(cache.items())[-KEY_CACHE_LIMIT:]
+    raw = json.dumps({slot: base64.b64encode(key).decode() for slot, key in newest}).encode()
+    unlocked.device.key_cache = crypto.seal(unlocked.session_key, raw, _cache_ad(unlocked.device))
+    session.add(unlocked.device)
+
+
+def _cache_ad(device: DeviceSession) -> dict:
+    return {"p": "session/key-cache", "session": str(device.id), "user": str(device.user_id)}
+
+
 def _ad(device: DeviceSession) -> dict:
     return {"p": "private/session", "session": str(device.id), "user": str(device.user_id)}
 
@@ -47,12 +77,21 @@ def absolute_limit() -> timedelta:
 
 
 def open_session(
-    *, session: Session, user: User, private_key: bytes, device_label: str = ""
+    *,
+    session: Session,
+    user: User,
+    private_key: bytes,
+    device_label: str = "",
+    mfa_pending: bool = False,
 ) -> str:
-    """Start a device session; returns the cookie value (the only copy of K_sess)."""
+    """Start a device session; returns the cookie value (the only copy of K_sess).
+    With `mfa_pending` the session may only reach the second-factor step."""
     token, session_key = crypto.new_token(), crypto.random_key()
     device = DeviceSession(
-        token_hash=crypto.token_hash(token), user_id=user.id, device_label=device_label[:120]
+        token_hash=crypto.token_hash(token),
+        user_id=user.id,
+        device_label=device_label[:120],
+        mfa_pending=mfa_pending,
     )
     device.key_wrapped = crypto.seal(session_key, private_key, _ad(device))
     session.add(device)

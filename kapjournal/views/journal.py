@@ -11,7 +11,7 @@ from .. import db, policy
 from ..models import User
 from ..services import accounts, audit, care, course, entry_forms, journal
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, viewer_zone
+from . import form_text, render, see_other, timeline_for, viewer_zone
 
 bp = Blueprint("journal", __name__)
 
@@ -21,13 +21,7 @@ def _me() -> User:
 
 
 def _timeline(kinds=None):
-    return journal.timeline(
-        session=db.session(),
-        patient=_me(),
-        viewer_id=_me().id,
-        private_key=current_user.private_key(),
-        kinds=kinds,
-    )
+    return timeline_for(_me(), kinds)
 
 
 @bp.get("/journal")

@@ -8,9 +8,9 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from .. import db, policy
-from ..services import accounts, audit, course, entry_forms, journal
+from ..services import accounts, audit, course, entry_forms
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, viewer_zone
+from . import form_text, render, see_other, timeline_for, viewer_zone
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -18,13 +18,7 @@ bp = Blueprint("patients", __name__, url_prefix="/patients")
 def _page(patient, *, errors=None, form=None, status=200):
     dbs = db.session()
     kinds = [k for k in request.args.getlist("kind") if k in entry_forms.KIND_LABELS]
-    groups, items = journal.timeline(
-        session=dbs,
-        patient=patient,
-        viewer_id=current_user.id,
-        private_key=current_user.private_key(),
-        kinds=kinds or None,
-    )
+    groups, items = timeline_for(patient, kinds or None)
     for item in items:  # what a therapist reads is in the patient's access log
         audit.record(
             session=dbs,

@@ -1,0 +1,95 @@
+"""The per-device cache of data keys: sealed under K_sess, used only with a live grant."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+from conftest import login, post
+from sqlmodel import Session, select
+
+from kapjournal import crypto, db
+from kapjournal.models import DeviceSession, Entry, Grant, User
+from kapjournal.services import accounts, journal
+
+
+def _write(app, persona, text: str, readers=()) -> uuid.UUID:
+    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
+        author = session.get(User, persona.id)
+        others = [session.get(User, r.id) for r in readers]
+        entry, _ = journal.create(
+            session=session,
+            author=author,
+            kind="reflection",
+            body={"text": text, "answers": []},
+            client_id=uuid.uuid4(),
+            readers=others,
+        )
+        session.commit()
+        return entry.id
+
+
+def _data_key(app, persona, entry_id) -> bytes:
+    with app.app_context(), Session(db.engine()) as session:
+        _, private = accounts.authenticate(
+            session=session, email=persona.email, password=persona.password
+        )
+        entry = session.get(Entry, entry_id)
+        grant = journal.grant_of(session=session, entry_id=entry_id, reader_id=persona.id)
+        return crypto.unwrap_key(grant.wrapped_key, private, journal._wrap_ad(entry, persona.id))
+
+
+def _devices(app, persona) -> list[DeviceSession]:
+    with app.app_context(), Session(db.engine()) as session:
+        return list(session.exec(select(DeviceSession).where(DeviceSession.user_id == persona.id)))
+
+
+def test_the_cache_holds_data_keys_only_sealed_under_the_session_key(app, as_patient, patient):
+    entry_id = _write(app, patient, "the river at dawn")
+    assert "the river at dawn" in as_patient.get("/journal").get_data(as_text=True)
+    (device,) = _devices(app, patient)
+    assert device.key_cache, "the timeline did not keep the key it opened"
+    key = _data_key(app, patient, entry_id)
+    for form in (key, base64.b64encode(key), base64.urlsafe_b64encode(key), key.hex().encode()):
+        assert form not in device.key_cache
+
+
+def test_a_cached_key_spares_the_unwrap_but_a_new_device_must_unwrap(app, as_patient, patient):
+    entry_id = _write(app, patient, "quiet after the storm")
+    assert "quiet after the storm" in as_patient.get("/journal").get_data(as_text=True)
+    with app.app_context(), Session(db.engine()) as session:
+        grant = journal.grant_of(session=session, entry_id=entry_id, reader_id=patient.id)
+        grant.wrapped_key = b"\x00" * len(grant.wrapped_key)  # the wrap no longer opens
+        session.add(grant)
+        session.commit()
+    # This device opened the entry before: its sealed key still works.
+    assert "quiet after the storm" in as_patient.get("/journal").get_data(as_text=True)
+    # Another device has no cache: the broken wrap is found, and no text is shown.
+    other = app.test_client()
+    login(other, patient)
+    page = other.get("/journal").get_data(as_text=True)
+    assert "quiet after the storm" not in page
+    assert "could not be opened" in page
+
+
+def test_a_revoked_reader_gets_404_even_with_the_key_in_their_cache(
+    app, as_patient, as_therapist, patient, therapist
+):
+    entry_id = _write(app, patient, "for my therapist", readers=[therapist])
+    page = as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
+    assert "for my therapist" in page
+    response = post(as_patient, f"/entries/{entry_id}/revoke", {"reader_id": str(therapist.id)})
+    assert response.status_code == 303
+    assert as_therapist.get(f"/entries/{entry_id}").status_code == 404
+    page = as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
+    assert "for my therapist" not in page
+    with app.app_context(), Session(db.engine()) as session:
+        assert session.exec(select(Grant).where(Grant.reader_id == therapist.id)).first() is None
+
+
+def test_the_cache_ends_with_the_session(app, as_patient, patient):
+    _write(app, patient, "gone at logout")
+    as_patient.get("/journal")
+    assert _devices(app, patient)
+    assert post(as_patient, "/logout", token_from="/account").status_code == 303
+    assert _devices(app, patient) == []
