@@ -42,6 +42,8 @@ def create_app(config: dict | None = None) -> Flask:
     _init_extensions(app)
     db.init_app(app)
     login.init_app(app)
+    # First of all request hooks: a session waiting for its login code triggers nothing else.
+    app.before_request(policy.require_second_factor)
     _register_blueprints(app)
     from .views import errors
 
@@ -65,9 +67,24 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from . import views
-    from .views import account, auth, care, home, journal, patients, pwa
+    from .views import (
+        account,
+        auth,
+        care,
+        home,
+        journal,
+        mfa,
+        offline,
+        patients,
+        push,
+        pwa,
+        support,
+        workspace,
+    )
 
-    for module in (pwa, auth, home, account, care, journal, patients):
+    modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
+    modules += (offline, push)
+    for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)
 

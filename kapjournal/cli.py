@@ -17,6 +17,8 @@ db_cli = AppGroup("db", help="Database migrations.")
 users_cli = AppGroup("users", help="Create and list accounts.")
 keys_cli = AppGroup("keys", help="Server key-encryption keys (KEKs).")
 audit_cli = AppGroup("audit", help="The access log.")
+push_cli = AppGroup("push", help="Web Push (VAPID keys).")
+reminders_cli = AppGroup("reminders", help="Reminders on patients' devices.")
 
 
 @db_cli.command("upgrade")
@@ -126,10 +128,36 @@ def demo():
             logins = demo_service.seed(session=session)
         except demo_service.AlreadySeeded as exc:
             raise click.ClickException(str(exc)) from None
-        for role, email, password in logins:
-            click.echo(f"{role} {email} {password}")
+        for login in logins:  # role, email, password (and the therapist's totp:SECRET)
+            click.echo(" ".join(login))
+
+
+@push_cli.command("keys")
+def push_keys():
+    """Print a new VAPID key pair for KAPJOURNAL_VAPID_PRIVATE_KEY and _PUBLIC_KEY."""
+    from .services import push
+
+    private, public = push.new_vapid_keys()
+    click.echo(f"KAPJOURNAL_VAPID_PRIVATE_KEY={private}")
+    click.echo(f"KAPJOURNAL_VAPID_PUBLIC_KEY={public}")
+
+
+@reminders_cli.command("send")
+def reminders_send():
+    """Send the reminders that are due (run it from cron every few minutes)."""
+    from .services import push, reminders
+
+    if not push.enabled():
+        click.echo("Reminders are off: no KAPJOURNAL_VAPID_* keys are configured.")
+        return
+    with Session(db.engine()) as session:
+        report = reminders.send_due(session=session)
+    click.echo(
+        f"Sent {report.sent} reminders; {report.failed} failed (tried again on the next run); "
+        f"{report.gone} devices no longer subscribed."
+    )
 
 
 def init_app(app: Flask) -> None:
-    for command in (db_cli, users_cli, keys_cli, audit_cli, demo):
+    for command in (db_cli, users_cli, keys_cli, audit_cli, demo, push_cli, reminders_cli):
         app.cli.add_command(command)

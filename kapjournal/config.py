@@ -71,6 +71,10 @@ def defaults(instance_path: Path) -> dict:
         # Well above the 64 KB entry limit, so a too-long entry gets a 422 with its text kept.
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 2 * 1024 * 1024,
+        # Web Push reminders (services/push.py); without both keys the option is hidden.
+        "VAPID_PRIVATE_KEY": _env("VAPID_PRIVATE_KEY"),
+        "VAPID_PUBLIC_KEY": _env("VAPID_PUBLIC_KEY"),
+        "VAPID_SUBJECT": _env("VAPID_SUBJECT"),
     }
 
 

@@ -75,12 +75,17 @@ def clear_login_cookie(response: Response) -> None:
     )
 
 
-def logged_out(response: Response) -> Response:
-    """Finish a logout: forget the cookie, the CSRF session and the browser's caches."""
+def logged_out(response: Response, *, keep_storage: bool = False) -> Response:
+    """Finish a logout: forget the cookie, the CSRF session and the browser's caches.
+
+    `keep_storage`: the patient chose to keep entries not sent yet on the phone (offline.js
+    asks, and says so in the logout form). Then only the HTTP cache is cleared, since
+    "storage" would wipe IndexedDB where they wait, encrypted; the script has already
+    removed everything else it kept."""
     session.clear()
     clear_login_cookie(response)
     g.login_cookie_set = True
-    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    response.headers["Clear-Site-Data"] = '"cache"' if keep_storage else '"cache", "storage"'
     return response
 
 

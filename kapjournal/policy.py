@@ -10,12 +10,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import abort, current_app, request
+from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from sqlmodel import Session, select
 
-from .models import DeviceSession, Entry, Grant, Invitation, TreatmentSession, User
-from .services import care
+from .models import (
+    Annotation,
+    DeviceSession,
+    Entry,
+    Grant,
+    Invitation,
+    ItemKey,
+    Practice,
+    PushSubscription,
+    TreatmentSession,
+    User,
+)
+from .services import care, support, totp
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -72,6 +83,32 @@ def authorize_request():
     abort(404)
 
 
+# A session that has given only its password reaches these, and nothing else.
+# The new recovery code shown right after a reset can be confirmed before the login code.
+_SECOND_STEP = {"mfa.verify", "auth.logout", "auth.recovery_code_confirm"}
+# A therapist without two-step login reaches only these until they set it up: no patient data.
+_BEFORE_TOTP_SETUP = ("mfa.", "auth.", "account.")
+
+
+def require_second_factor():
+    """before_request: a device session still waiting for its login code may only reach the
+    code step; a therapist without two-step login is sent to set it up before any page that
+    shows patient data (DESIGN §5)."""
+    endpoint = request.endpoint or ""
+    if not endpoint or endpoint in _BUILTIN_PUBLIC or endpoint.startswith("pwa."):
+        return None
+    if not current_user.is_authenticated:
+        return None
+    if current_user.unlocked.device.mfa_pending:
+        return None if endpoint in _SECOND_STEP else redirect(url_for("mfa.verify"))
+    user = current_user.user
+    needs_setup = totp.required(user) and not totp.enabled(user)
+    if needs_setup and not endpoint.startswith(_BEFORE_TOTP_SETUP):
+        target = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("mfa.setup", next=target))
+    return None
+
+
 def _names_an_object() -> bool:
     """URLs that carry an object id answer 404 to anonymous users too: never a hint."""
     return any(isinstance(v, uuid.UUID) for v in (request.view_args or {}).values())
@@ -88,10 +125,24 @@ def get_device_session_for(*, session: Session, user, device_id: uuid.UUID) -> D
     return device
 
 
-def get_invitation_for(*, session: Session, user, invitation_id: uuid.UUID) -> Invitation:
-    """An invitation, for the person who made it."""
+def get_push_subscription_for(
+    *, session: Session, user, subscription_id: uuid.UUID
+) -> PushSubscription:
+    """One of the user's own devices that get reminders."""
+    found = session.get(PushSubscription, subscription_id)
+    if found is None or found.user_id != user.id:
+        abort(404)
+    return found
+
+
+def get_invitation_for(
+    *, session: Session, user, invitation_id: uuid.UUID, kind: str | None = None
+) -> Invitation:
+    """An invitation (of `kind`, if given), for the person who made it."""
     invitation = session.get(Invitation, invitation_id)
     if invitation is None or invitation.inviter_id != user.id:
+        abort(404)
+    if kind is not None and invitation.kind != kind:
         abort(404)
     return invitation
 
@@ -111,31 +162,65 @@ def get_patient_for(*, session: Session, user, patient_id: uuid.UUID) -> User:
 
 
 def get_entry_for(*, session: Session, user, entry_id: uuid.UUID, need: str = "read") -> Entry:
-    """An entry, if `user` may `need` it: the author may do anything with their own words;
-    anyone else may only read, and only with a live (not pending) grant. No one edits,
-    shares, or deletes another person's words."""
+    """An entry, if `user` may `need` it: the author may do anything with their own words
+    but annotate them; anyone else may only read (and a therapist annotate), and only with a
+    live (not pending) grant. No one edits, shares, or deletes another person's words."""
     if need not in ENTRY_NEEDS:
         raise ValueError(f"unknown need {need!r}")
     entry = session.get(Entry, entry_id)
     if entry is None:
         abort(404)
-    if entry.author_id == user.id:
+    if entry.author_id == user.id and need != "annotate":
         return entry
-    if need == "read" and user.role in ("therapist", "support"):
+    # Therapists read and annotate what is shared with them; supporters only read.
+    readers = {"read": ("therapist", "support"), "annotate": ("therapist",)}.get(need, ())
+    if user.role in readers:
         grant = session.exec(
             select(Grant).where(Grant.entry_id == entry.id, Grant.reader_id == user.id)
         ).first()
         live = grant is not None and grant.wrapped_key is not None
-        # A therapist reads only while on the patient's care team, whatever grants remain.
-        if live and (
-            user.role == "support"
-            or care.is_linked(session=session, therapist_id=user.id, patient_id=entry.author_id)
-        ):
+        # A therapist reads only while on the patient's care team, a supporter only while
+        # still one of the patient's support people, whatever grants remain.
+        if live and _linked(session, user, patient_id=entry.author_id):
             return entry
     abort(404)
 
 
-ENTRY_NEEDS = {"read", "edit", "share", "delete"}
+ENTRY_NEEDS = {"read", "edit", "share", "delete", "annotate"}
+
+
+def _linked(session: Session, user, *, patient_id) -> bool:
+    if user.role == "therapist":
+        return care.is_linked(session=session, therapist_id=user.id, patient_id=patient_id)
+    if user.role == "support":
+        return support.is_supporter(session=session, supporter_id=user.id, patient_id=patient_id)
+    return False
+
+
+def get_supported_patient_for(*, session: Session, user, patient_id: uuid.UUID) -> User:
+    """A patient, for one of their support members (and no one else)."""
+    patient = session.get(User, patient_id)
+    if (
+        patient is None
+        or patient.role != "patient"
+        or user.role != "support"
+        or not support.is_supporter(session=session, supporter_id=user.id, patient_id=patient.id)
+    ):
+        abort(404)
+    return patient
+
+
+def get_supporter_for(*, session: Session, user, supporter_id: uuid.UUID) -> User:
+    """One of a patient's support members, for that patient (and no one else)."""
+    supporter = session.get(User, supporter_id)
+    if (
+        supporter is None
+        or supporter.role != "support"
+        or user.role != "patient"
+        or not support.is_supporter(session=session, supporter_id=supporter.id, patient_id=user.id)
+    ):
+        abort(404)
+    return supporter
 
 
 def get_treatment_session_for(
@@ -156,7 +241,87 @@ def get_treatment_session_for(
 
 
 def may_share_with(*, session: Session, patient, reader) -> bool:
-    """A patient may share with the therapists on their care team (supporters come later)."""
-    return reader.role == "therapist" and care.is_linked(
-        session=session, therapist_id=reader.id, patient_id=patient.id
+    """A patient may share with the therapists on their care team and their support members."""
+    return reader.role in ("therapist", "support") and _linked(
+        session, reader, patient_id=patient.id
     )
+
+
+# --- the therapist workspace: notes, practices, care teams ---------------------------------------
+
+ANNOTATION_NEEDS = {"read", "mark", "edit", "reply"}
+PRACTICE_NEEDS = {"read", "edit", "tick"}
+
+
+def holds_key(session: Session, *, kind: str, subject_id, reader_id) -> bool:
+    """Whether `reader_id` has a wrapped data key for this annotation or practice."""
+    query = select(ItemKey.id).where(
+        ItemKey.subject_kind == kind,
+        ItemKey.subject_id == subject_id,
+        ItemKey.reader_id == reader_id,
+    )
+    return session.exec(query).first() is not None
+
+
+def get_annotation_for(
+    *, session: Session, user, annotation_id: uuid.UUID, need: str = "read"
+) -> Annotation:
+    """A therapist's note. Therapists on the patient's care team who hold its key read it and
+    `mark` it (bring to session, discussed); only its author may `edit` (change, resolve,
+    delete) it. The patient reads and replies to a shared note, never a private one.
+    Supporters never see notes. A note on an entry goes with the entry: a therapist who may
+    no longer read the entry may no longer read the note (it quotes the patient's words)."""
+    if need not in ANNOTATION_NEEDS:
+        raise ValueError(f"unknown need {need!r}")
+    note = session.get(Annotation, annotation_id)
+    if note is None or not holds_key(
+        session, kind="annotation", subject_id=note.id, reader_id=user.id
+    ):
+        abort(404)
+    if user.role == "therapist" and need != "reply":
+        if not care.is_linked(session=session, therapist_id=user.id, patient_id=note.patient_id):
+            abort(404)
+        if need == "edit" and note.author_id != user.id:
+            abort(404)
+        if note.entry_id is not None:
+            get_entry_for(session=session, user=user, entry_id=note.entry_id, need="annotate")
+        return note
+    shared_with_patient = note.patient_id == user.id and note.visibility == "shared"
+    if user.role == "patient" and shared_with_patient and need in ("read", "reply"):
+        return note
+    abort(404)
+
+
+def get_practice_for(
+    *, session: Session, user, practice_id: uuid.UUID, need: str = "read"
+) -> Practice:
+    """A practice: therapists on the patient's care team who hold its key read and `edit`
+    (end) it; the patient reads it and ticks the days they did it. No one else."""
+    if need not in PRACTICE_NEEDS:
+        raise ValueError(f"unknown need {need!r}")
+    practice = session.get(Practice, practice_id)
+    if practice is None or not holds_key(
+        session, kind="practice", subject_id=practice.id, reader_id=user.id
+    ):
+        abort(404)
+    if (
+        user.role == "therapist"
+        and need in ("read", "edit")
+        and care.is_linked(session=session, therapist_id=user.id, patient_id=practice.patient_id)
+    ):
+        return practice
+    if user.role == "patient" and practice.patient_id == user.id and need in ("read", "tick"):
+        return practice
+    abort(404)
+
+
+def get_care_team_therapist_for(*, session: Session, user, therapist_id: uuid.UUID) -> User:
+    """A therapist on the patient's own care team, for that patient (and no one else)."""
+    therapist = session.get(User, therapist_id)
+    if (
+        therapist is None
+        or user.role != "patient"
+        or not care.is_linked(session=session, therapist_id=therapist.id, patient_id=user.id)
+    ):
+        abort(404)
+    return therapist

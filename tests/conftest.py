@@ -16,7 +16,8 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
 from kapjournal import create_app, crypto, db
-from kapjournal.services import accounts, care
+from kapjournal.models import User
+from kapjournal.services import accounts, care, support, totp
 
 # Tests may lower the Argon2id cost (DESIGN §10); test_crypto asserts the production values.
 TEST_KDF = crypto.KdfParams(memory_kib=1024, iterations=1, lanes=1)
@@ -117,6 +118,7 @@ class Persona:
     id: object
     recovery_code: str
     name: str
+    totp_secret: str | None = None  # two-step login; `login` answers the code step with it
 
 
 def make_user(
@@ -126,10 +128,15 @@ def make_user(
     email: str,
     name: str,
     invited_by: Persona | None = None,
+    supporting: Persona | None = None,
     is_owner: bool = False,
     confirmed: bool = True,
+    two_step: bool | None = None,
 ) -> Persona:
-    """An account made through the real services (keys, wraps and all)."""
+    """An account made through the real services (keys, wraps and all). `invited_by`: a
+    therapist whose care team the patient joins; `supporting`: a patient whose support
+    invitation this support account accepted (granted nothing). Therapists get two-step
+    login set up (as the app requires) unless `two_step=False`; the secret is on the Persona."""
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         registered = accounts.register(
             session=session,
@@ -148,8 +155,39 @@ def make_user(
             care.accept_patient_invitation(
                 session=session, invitation=issued.invitation, patient=registered.user
             )
+        if supporting is not None:
+            patient = session.get(accounts.User, supporting.id)
+            issued = support.invite(session=session, patient=patient, name=name, entries=[])
+            support.accept(session=session, invitation=issued.invitation, supporter=registered.user)
+        secret = None
+        if two_step if two_step is not None else role == "therapist":
+            secret = totp.new_secret()
+            totp.enable(session=session, user=registered.user, secret=secret)
         session.commit()
-        return Persona(role, email, PASSWORD, registered.user.id, registered.recovery_code, name)
+        persona = Persona(
+            role, email, PASSWORD, registered.user.id, registered.recovery_code, name, secret
+        )
+        TWO_STEP.pop(email.casefold(), None)
+        if secret:
+            TWO_STEP[email.casefold()] = (app, persona)
+        return persona
+
+
+# Personas with two-step login by email, for browser tests that log in by email only.
+TWO_STEP: dict[str, tuple] = {}
+
+
+def fresh_totp_code(app, persona: Persona) -> str:
+    """The code the persona's authenticator shows now. Tests log the same person in many
+    times within one 30-second step, and the app rightly refuses a code twice: forget the
+    last step used first."""
+    with app.app_context(), Session(db.engine()) as session:
+        user = session.get(User, persona.id) if persona.id else None
+        user = user or accounts.find_by_email(session=session, email=persona.email)
+        user.totp_last_step = None
+        session.add(user)
+        session.commit()
+    return totp.code_at(persona.totp_secret, totp.current_step())
 
 
 @pytest.fixture
@@ -183,9 +221,24 @@ def stranger_patient(app, other_therapist):
 
 
 @pytest.fixture
-def supporter(app):
-    # A support account; what a supporter may read arrives with the support-member issue.
-    return make_user(app, role="support", email="supporter@example.org", name="Sue Porter")
+def supporter(app, patient):
+    # One of `patient`'s support people (an accepted invitation) who was granted nothing: a
+    # support account that may read nothing at all.
+    return make_user(
+        app, role="support", email="supporter@example.org", name="Sue Porter", supporting=patient
+    )
+
+
+@pytest.fixture
+def stranger_supporter(app, stranger_patient):
+    # A supporter of another patient, granted nothing of ours.
+    return make_user(
+        app,
+        role="support",
+        email="helper@example.org",
+        name="Hal Per",
+        supporting=stranger_patient,
+    )
 
 
 # --- talking to the app over HTTP --------------------------------------------------------------
@@ -217,6 +270,7 @@ def logged_in(client) -> bool:
 
 
 def login(client, persona: Persona):
+    """Log in over HTTP; answers the two-step code step when the persona has a secret."""
     response = post(
         client,
         "/login",
@@ -224,6 +278,11 @@ def login(client, persona: Persona):
         token_from="/login",
     )
     assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    step = response.headers["Location"]
+    if persona.totp_secret and step.startswith("/mfa/verify"):
+        code = fresh_totp_code(client.application, persona)
+        response = post(client, step, {"code": code}, token_from=step)
+        assert response.status_code == 303, response.get_data(as_text=True)[:500]
     return response
 
 

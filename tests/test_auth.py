@@ -467,7 +467,9 @@ def test_empty_database_offers_owner_setup_once(app, client):
         post(client, "/recovery-code/confirm", confirm, token_from="/recovery-code").status_code
         == 303
     )
-    assert "Olive Owner" in client.get("/home").get_data(as_text=True)
+    # A therapist sets up two-step login before seeing any patient data: home sends them there.
+    home = client.get("/home", follow_redirects=True).get_data(as_text=True)
+    assert "Set up two-step login" in home and "Olive Owner" in home
 
     stranger = app.test_client()
     assert stranger.get("/setup").status_code == 404

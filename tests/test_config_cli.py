@@ -273,12 +273,15 @@ def test_demo_prints_four_logins_that_work(app):
     lines = result.output.splitlines()
     assert len(lines) == 4
     logins = [line.split(" ") for line in lines]
-    assert all(len(parts) == 3 for parts in logins)
-    assert sorted(role for role, _, _ in logins) == ["patient", "patient", "support", "therapist"]
-    for role, email, password in logins:
+    # The therapist's line ends with their two-step login key, `totp:SECRET`.
+    assert all(len(parts) == (4 if parts[0] == "therapist" else 3) for parts in logins)
+    assert sorted(parts[0] for parts in logins) == ["patient", "patient", "support", "therapist"]
+    for role, email, password, *key in logins:
         client = app.test_client()
-        login(client, persona(role, email, password))
+        secret = key[0].removeprefix("totp:") if key else None
+        login(client, Persona(role, email, password, None, "", "", secret))
         assert logged_in(client)
+        assert client.get("/home").status_code == 200
 
 
 def test_demo_refuses_in_production(make_app):

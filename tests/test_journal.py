@@ -883,12 +883,14 @@ def test_entry_times_are_shown_in_the_viewers_zone(app, as_patient):
 def test_demo_clinic_has_a_course_and_the_therapist_sees_only_what_was_shared(app):
     result = app.test_cli_runner().invoke(args=["demo"])
     assert result.exit_code == 0, result.output
-    logins = {line.split()[1]: line.split()[2] for line in result.output.splitlines()}
+    lines = [line.split() for line in result.output.splitlines()]
+    logins = {parts[1]: parts[2] for parts in lines}
     emails = sorted(logins)
     patient_email = next(e for e in emails if e.startswith("patient@"))
     therapist_email = next(e for e in emails if e.startswith("therapist@"))
     sam = Persona("patient", patient_email, logins[patient_email], None, "", "Sam Rivera")
-    vale = Persona("therapist", therapist_email, logins[therapist_email], None, "", "")
+    secret = next(p[3] for p in lines if p[1] == therapist_email).removeprefix("totp:")
+    vale = Persona("therapist", therapist_email, logins[therapist_email], None, "", "", secret)
 
     shared = [
         "To meet my grief with curiosity",

@@ -21,6 +21,7 @@ ACTIONS = {
     "delete": "deleted",
     "annotate": "annotated",
     "export": "exported",
+    "leave": "gave up access to",
 }
 _GENESIS = b"kapjournal/v1/audit-genesis"
 

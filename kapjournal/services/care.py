@@ -7,11 +7,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlmodel import Session, select
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import CareTeam, Invitation, User, utcnow
-from . import accounts
+from ..models import (
+    Annotation,
+    CareTeam,
+    Entry,
+    EntryFlag,
+    Grant,
+    Invitation,
+    ItemKey,
+    Practice,
+    User,
+    utcnow,
+)
+from . import accounts, audit, journal
 
 LABEL_MAX = 80
 
@@ -132,3 +144,74 @@ def therapists_of(*, session: Session, patient: User) -> list[User]:
         .order_by(CareTeam.created_at)
     )
     return list(session.exec(query))
+
+
+def remove_from_care_team(
+    *, session: Session, patient: User, therapist: User, private_key: bytes | None = None
+) -> int:
+    """Take a therapist off a patient's care team. Their grants on the patient's entries, their
+    keys to the patient's notes and practices and their flags go at once (their next request
+    is a 404). When the patient does it (`private_key` given), every entry the therapist could
+    read is re-encrypted under a new data key in the same transaction; when the therapist does
+    it, the entries are marked and re-encrypted on the patient's next request, the only time
+    the patient's key is unlocked (DESIGN §3 flow 5). Returns how many entries they lost; the
+    caller commits."""
+    entries = session.exec(
+        select(Entry)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(Grant.reader_id == therapist.id, Entry.author_id == patient.id)
+    ).all()
+    for entry in entries:
+        if private_key is not None:
+            try:
+                journal.revoke(
+                    session=session,
+                    entry=entry,
+                    author=patient,
+                    private_key=private_key,
+                    reader_id=therapist.id,
+                )
+                continue
+            except journal.EntryUnreadable:
+                pass  # a damaged entry: drop the grant now, rotate when it opens again
+        grant = journal.grant_of(session=session, entry_id=entry.id, reader_id=therapist.id)
+        session.delete(grant)
+        entry.needs_rotation = True
+        session.add(entry)
+        audit.record(
+            session=session,
+            actor_id=therapist.id if private_key is None else patient.id,
+            action="leave" if private_key is None else "revoke",
+            patient_id=patient.id,
+            entry_id=entry.id,
+            target_id=None if private_key is None else therapist.id,
+        )
+    _drop_workspace_access(session, patient=patient, therapist=therapist)
+    return len(entries)
+
+
+def _drop_workspace_access(session: Session, *, patient: User, therapist: User) -> None:
+    notes = select(Annotation.id).where(Annotation.patient_id == patient.id)
+    practices = select(Practice.id).where(Practice.patient_id == patient.id)
+    keys = select(ItemKey).where(
+        ItemKey.reader_id == therapist.id,
+        or_(
+            and_(ItemKey.subject_kind == "annotation", col(ItemKey.subject_id).in_(notes)),
+            and_(ItemKey.subject_kind == "practice", col(ItemKey.subject_id).in_(practices)),
+        ),
+    )
+    for key in session.exec(keys):
+        session.delete(key)
+    for flag in session.exec(
+        select(EntryFlag).where(
+            EntryFlag.therapist_id == therapist.id, EntryFlag.patient_id == patient.id
+        )
+    ):
+        session.delete(flag)
+    for link in session.exec(
+        select(CareTeam).where(
+            CareTeam.therapist_id == therapist.id, CareTeam.patient_id == patient.id
+        )
+    ):
+        session.delete(link)
+    session.flush()

@@ -6,10 +6,10 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from ..models import TreatmentSession, utcnow
-from . import accounts, care, journal
+from ..models import Entry, Grant, TreatmentSession, utcnow
+from . import accounts, annotations, care, journal, practices, support, totp, workspace
 
 DEMO_DOMAIN = "demo.kapjournal.invalid"
 
@@ -22,14 +22,16 @@ def _password() -> str:
     return "demo-" + secrets.token_urlsafe(12)
 
 
-def seed(*, session: Session) -> list[tuple[str, str, str]]:
-    """Create an owner therapist, two patients on their care team and a supporter.
+def seed(*, session: Session) -> list[tuple[str, ...]]:
+    """Create an owner therapist, two patients on their care team and a supporter of the first
+    (with a support card and two entries shared, and one more invitation not used yet).
 
-    Returns (role, email, password) for each account. Refuses to run twice.
+    Returns (role, email, password) for each account, and for the therapist a fourth item,
+    `totp:SECRET`, the key for their authenticator app. Refuses to run twice.
     """
     if accounts.find_by_email(session=session, email=f"therapist@{DEMO_DOMAIN}"):
         raise AlreadySeeded("The demo clinic exists already in this database.")
-    logins = []
+    logins, keys = [], {}
 
     def make(role: str, local: str, name: str, **extra):
         email, password = f"{local}@{DEMO_DOMAIN}", _password()
@@ -44,6 +46,7 @@ def seed(*, session: Session) -> list[tuple[str, str, str]]:
         )
         accounts.confirm_recovery_saved(session=session, user=registered.user)
         logins.append((role, email, password))
+        keys[registered.user.id] = registered.private_key
         return registered.user
 
     therapist = make("therapist", "therapist", "Dr. Robin Vale", is_owner=True)
@@ -55,14 +58,95 @@ def seed(*, session: Session) -> list[tuple[str, str, str]]:
             session=session, invitation=issued.invitation, patient=patient
         )
         patients.append(patient)
-    make("support", "supporter", "Jordan Rivera")
-    _course(session, patients[0], therapist)
+    supporter = make("support", "supporter", "Jordan Rivera")
+    entries = _course(session, patients[0], therapist)
+    _support(session, patients[0], supporter, entries, private_key=keys[patients[0].id])
+    secret = _workspace(session, patients[0], therapist, private_key=keys[therapist.id])
+    logins[0] = (*logins[0], f"totp:{secret}")  # the therapist's two-step login key
     session.commit()
     return logins
 
 
-def _course(session: Session, patient, therapist) -> None:
-    """A course of treatment with intentions, reflections and check-ins, some shared."""
+def _workspace(session: Session, patient, therapist, *, private_key: bytes) -> str:
+    """The therapist's two-step login (returns its secret), two notes on Sam's shared
+    reflection (one shared with Sam, one private), an agenda for the next integration session
+    and a practice Sam has ticked twice."""
+    secret = totp.new_secret()
+    totp.enable(session=session, user=therapist, secret=secret)
+    reflection = session.exec(
+        select(Entry)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(
+            Entry.author_id == patient.id,
+            Entry.kind == "reflection",
+            Grant.reader_id == therapist.id,
+        )
+    ).first()
+    body = journal.read(
+        session=session, entry=reflection, reader_id=therapist.id, private_key=private_key
+    )
+    kitchen, letting_go = annotations.paragraphs_of(reflection.kind, body)[:2]
+    notes = [
+        (kitchen, "private", "Warmth where there used to be grief: a shift worth following."),
+        (letting_go, "shared", "I'd like to hear more about letting go. Shall we start there?"),
+    ]
+    for paragraph, visibility, note in notes:
+        annotations.create(
+            session=session,
+            patient=patient,
+            author=therapist,
+            note=note,
+            visibility=visibility,
+            entry=reflection,
+            paragraph=paragraph,
+            bring_to_session=visibility == "shared",
+        )
+    workspace.set_entry_flag(session=session, entry=reflection, therapist=therapist, flagged=True)
+    practice = practices.create(
+        session=session,
+        patient=patient,
+        therapist=therapist,
+        body={
+            "what": "Ten minutes outside each morning",
+            "how_often": "Most mornings",
+            "why": "Your intention was to meet grief with curiosity; the walks give it room.",
+        },
+    )
+    today = utcnow().date()
+    for days_ago in (1, 3):
+        practices.tick(session=session, practice=practice, day=today - timedelta(days=days_ago))
+    return secret
+
+
+def _support(session: Session, patient, supporter, entries: list, *, private_key: bytes) -> None:
+    """Jordan accepted Sam's invitation (the card and two entries chosen), and Sam's key has
+    wrapped them for Jordan, as on Sam's next request; Casey's invitation is not used yet."""
+    card, _ = journal.create(
+        session=session,
+        author=patient,
+        kind="support_card",
+        body={
+            "helps": "Sit with me quietly. Tea, a blanket, the window open.",
+            "unhelpful": "Lots of questions straight away. Give me until tomorrow.",
+            "after_session": "Jordan drives me home and stays until bedtime. No driving for me "
+            "until the next day.",
+            "who_to_call": "Dr. Robin Vale's clinic, or my sister Kim.",
+            "crisis": "988 (call or text).",
+            "answers": [],
+        },
+        client_id=uuid.uuid4(),
+    )
+    issued = support.invite(
+        session=session, patient=patient, name="Jordan", entries=[card, *entries]
+    )
+    support.accept(session=session, invitation=issued.invitation, supporter=supporter)
+    support.finish_waiting_work(session=session, patient=patient, unlock=lambda: private_key)
+    support.invite(session=session, patient=patient, name="Casey", entries=[card])
+
+
+def _course(session: Session, patient, therapist) -> list:
+    """A course of treatment with intentions, reflections and check-ins, some shared; returns
+    the two entries the patient later shares with their supporter."""
     now = utcnow()
     plan = [
         ("preparation", -20),
@@ -113,9 +197,10 @@ def _course(session: Session, patient, therapist) -> None:
         ("reflection", 3, False, {"text": "Harder this time. Noise, then quiet.", "mood": 2}),
         ("free", None, False, {"text": "Walked by the river. Ten minutes, like we said."}),
     ]
+    created = []
     for kind, index, shared, body in writes:
         body.setdefault("answers", [])
-        journal.create(
+        entry, _ = journal.create(
             session=session,
             author=patient,
             kind=kind,
@@ -124,3 +209,5 @@ def _course(session: Session, patient, therapist) -> None:
             session_id=made[index].id if index is not None else None,
             readers=[therapist] if shared else [],
         )
+        created.append(entry)
+    return [created[0], created[-1]]  # the first intention, the walk by the river

@@ -17,7 +17,24 @@ KIND_LABELS = {
     "free": "Journal entry",
     "support_card": "Support card",
 }
-WRITABLE_KINDS = ("reflection", "intention", "check_in", "free")
+WRITABLE_KINDS = ("reflection", "intention", "check_in", "free", "support_card")
+
+# The "how to support me" card: (field, label, hint). At least one is filled in.
+SUPPORT_CARD_FIELDS = [
+    ("helps", "What helps me", "e.g. sit with me quietly, make tea, remind me to eat."),
+    ("unhelpful", "What does not help", "e.g. asking a lot of questions straight away."),
+    (
+        "after_session",
+        "The ride home and the rest of the day after a ketamine session",
+        "Who takes you home, and what you need until bedtime. No driving until the next day.",
+    ),
+    ("who_to_call", "Who to call if you are worried about me", "Names and numbers."),
+    (
+        "crisis",
+        "Crisis lines and anything else for a hard moment",
+        "The app also shows the crisis lines from the “Need help now?” page.",
+    ),
+]
 
 INTENTION_FIELDS = [
     ("intention", "My intention, in one sentence", True),
@@ -58,6 +75,10 @@ def parse(kind: str, form) -> dict:
     if kind == "intention":
         body = {name: form.get(name, "") for name, _, _ in INTENTION_FIELDS}
         errors = {} if body["intention"].strip() else {"intention": "Write your intention."}
+    elif kind == "support_card":
+        body = {name: form.get(name, "") for name, _, _ in SUPPORT_CARD_FIELDS}
+        filled = any(value.strip() for value in body.values())
+        errors = {} if filled else {"helps": "Write at least one part of your card."}
     else:
         body = {"text": form.get("text", "")}
         errors = {}

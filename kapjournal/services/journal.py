@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import Entry, Grant, TreatmentSession, User, utcnow
+from ..models import Annotation, Entry, Grant, ItemKey, TreatmentSession, User, utcnow
 from . import accounts, audit
 
 log = logging.getLogger(__name__)
@@ -243,9 +243,19 @@ def update(
 
 
 def delete(*, session: Session, entry: Entry, author: User) -> None:
-    """Destroy an entry: its ciphertext and every reader's wrapped key."""
+    """Destroy an entry: its ciphertext and every reader's wrapped key, and the notes on it
+    with their keys (the notes quote the entry)."""
     for grant in session.exec(select(Grant).where(Grant.entry_id == entry.id)):
         session.delete(grant)
+    notes = select(Annotation.id).where(Annotation.entry_id == entry.id)
+    for key in session.exec(
+        select(ItemKey).where(
+            ItemKey.subject_kind == "annotation", col(ItemKey.subject_id).in_(notes)
+        )
+    ):
+        session.delete(key)
+    for note in session.exec(select(Annotation).where(Annotation.entry_id == entry.id)):
+        session.delete(note)
     audit.record(
         session=session,
         actor_id=author.id,

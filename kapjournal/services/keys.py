@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from .. import crypto
 from ..models import Invitation, User
-from . import accounts, audit, care
+from . import accounts, audit, care, push, totp
 
 # Each KEK-sealed column of User and the purpose its associated data names.
 USER_BLOBS = {
@@ -27,10 +27,14 @@ def rotate(*, session: Session, keyring: crypto.Keyring) -> int:
             ad = {"p": purpose, "user": str(user.id)}
             setattr(user, column, keyring.reseal(getattr(user, column), ad))
             count += 1
+        if user.totp_secret_enc is not None:  # two-step login secret (optional)
+            user.totp_secret_enc = keyring.reseal(user.totp_secret_enc, totp.secret_ad(user))
+            count += 1
         user.email_lookup = keyring.lookup(accounts.normalize_email(accounts.email_of(user)))
         session.add(user)
     for invitation in session.exec(select(Invitation).where(Invitation.label_enc.is_not(None))):
         invitation.label_enc = keyring.reseal(invitation.label_enc, care.label_ad(invitation))
         session.add(invitation)
         count += 1
+    count += push.reseal(session=session, keyring=keyring)
     return count

@@ -37,7 +37,8 @@ def end_device(device_id: uuid.UUID):
     dbs.commit()
     if device_id != current_user.device_id:
         return see_other("account.index")
-    return logged_out(see_other("auth.login"))
+    keep = request.form.get("keep_unsent") == "1"  # set by offline.js, see logged_out
+    return logged_out(see_other("auth.login"), keep_storage=keep)
 
 
 @bp.route("/password", methods=["GET", "POST"])

@@ -9,7 +9,7 @@ from .. import db, policy
 from ..extensions import limiter, login_manager
 from ..login import Viewer, logged_out, session_expired, set_login_cookie
 from ..models import User
-from ..services import accounts, care, sessions
+from ..services import accounts, care, sessions, totp
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other
 
@@ -42,22 +42,29 @@ _limit_per_account = limiter.limit(_login_limits, methods=["POST"], key_func=_ac
 def require_confirmed_recovery_code():
     if not current_user.is_authenticated or current_user.user.recovery_confirmed_at:
         return None
+    if current_user.unlocked.device.mfa_pending:
+        return None  # the second step comes first (policy.require_second_factor)
     endpoint = request.endpoint or ""
     if endpoint in _BEFORE_RECOVERY_CONFIRMED or endpoint.startswith("pwa."):
         return None
     return redirect(url_for("auth.recovery_code"))
 
 
-def _log_in(user, private_key, target):
+def _log_in(user, private_key, target, *, mfa_pending: bool = False):
     """Open a device session, rotate the session id and CSRF token, go to `target` (a path, or
-    a function rendering the page, called after the rotation so its forms get the new token)."""
+    a function rendering the page, called after the rotation so its forms get the new token).
+    With `mfa_pending` the new session may only reach the second-factor step."""
     dbs = db.session()
     old = request.cookies.get(current_app.config["LOGIN_COOKIE_NAME"])
     previous = sessions.resume(session=dbs, cookie_value=old) if old else None
     if previous is not None:
         sessions.end(session=dbs, device=previous.device)
     cookie = sessions.open_session(
-        session=dbs, user=user, private_key=private_key, device_label=_device_label()
+        session=dbs,
+        user=user,
+        private_key=private_key,
+        device_label=_device_label(),
+        mfa_pending=mfa_pending,
     )
     dbs.commit()
     session.clear()
@@ -219,7 +226,10 @@ def login():
             status=422,
         )
     user, private_key = found
-    return _log_in(user, private_key, _safe_next(form_text("next", 500)))
+    target = _safe_next(form_text("next", 500))
+    if totp.enabled(user):
+        return _log_in(user, private_key, url_for("mfa.verify", next=target), mfa_pending=True)
+    return _log_in(user, private_key, target)
 
 
 @bp.post("/logout")
@@ -228,7 +238,8 @@ def logout():
     dbs = db.session()
     sessions.end(session=dbs, device=current_user.unlocked.device)
     dbs.commit()
-    return logged_out(see_other("auth.login"))
+    keep = request.form.get("keep_unsent") == "1"  # set by offline.js, see logged_out
+    return logged_out(see_other("auth.login"), keep_storage=keep)
 
 
 # --- recovery codes ---------------------------------------------------------------------------
@@ -288,4 +299,6 @@ def reset():
         dbs.rollback()
         form = {"email": form_text("email", 300)}
         return render("auth/reset.html", form=form, errors=exc.errors, status=422)
-    return _log_in(user, private_key, lambda: _recovery_page(code))
+    # The recovery code replaces the password, not the second factor: with two-step login
+    # on, the new session still has to give a login code before anything else.
+    return _log_in(user, private_key, lambda: _recovery_page(code), mfa_pending=totp.enabled(user))

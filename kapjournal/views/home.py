@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask_login import current_user
 
 from .. import db, policy
-from ..services import accounts, care
+from ..services import care, course, entry_forms, support, workspace
 from . import journal, render
 
 bp = Blueprint("home", __name__)
@@ -18,12 +18,14 @@ def index():
     dbs = db.session()
     user = current_user.user
     if user.role == "therapist":
-        patients = care.patients_of(session=dbs, therapist=user)
         return render(
             "home/therapist.html",
-            patients=[(p, accounts.name_of(p)) for p in patients],
+            caseload=workspace.caseload(session=dbs, therapist=user),
+            labels=entry_forms.KIND_LABELS,
+            session_labels=course.KIND_LABELS,
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
         )
     if user.role == "patient":
         return journal.timeline()  # a patient's home is their journal
-    return render("home/support.html")
+    people = support.names(support.patients_of(session=dbs, supporter=user))
+    return render("home/support.html", people=people)

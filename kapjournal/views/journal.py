@@ -6,12 +6,14 @@ import uuid
 
 from flask import Blueprint, abort, request
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy
 from ..models import User
-from ..services import accounts, audit, care, course, entry_forms, journal
+from ..services import accounts, audit, care, course, entry_forms, journal, support
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, timeline_for, viewer_zone
+from . import workspace as workspace_views
 
 bp = Blueprint("journal", __name__)
 
@@ -31,10 +33,12 @@ def timeline():
     return render(
         "journal/timeline.html",
         therapists=[name for _, name in _possible_readers()],
+        care_team=_possible_readers(),
         groups=groups,
         count=len(items),
         labels=entry_forms.KIND_LABELS,
         session_labels=course.KIND_LABELS,
+        **workspace_views.patient_home(items),
     )
 
 
@@ -75,6 +79,12 @@ def _possible_readers() -> list[tuple[User, str]]:
     return [(t, accounts.name_of(t)) for t in therapists]
 
 
+def _share_choices() -> list[tuple[User, str]]:
+    """Whom the patient may share an entry with: their therapists, then their supporters."""
+    supporters = support.supporters_of(session=db.session(), patient=_me())
+    return _possible_readers() + support.names(supporters)
+
+
 def _form_context(
     kind: str, *, entry=None, values=None, errors=None, share_default=None, answers=None
 ):
@@ -88,10 +98,11 @@ def _form_context(
         "prompts": entry_forms.prompts_for(kind),
         "answers": answers or [],
         "intention_fields": entry_forms.INTENTION_FIELDS,
+        "card_fields": entry_forms.SUPPORT_CARD_FIELDS,
         "moods": entry_forms.MOODS,
         "sessions": sessions,
         "session_labels": course.KIND_LABELS,
-        "readers": _possible_readers() if entry is None else [],
+        "readers": _share_choices() if entry is None else [],
         "share_checked": set(values.getlist("share")) if hasattr(values, "getlist") else set(),
         "share_default": share_default
         if share_default is not None
@@ -113,16 +124,17 @@ def new_entry():
         body = entry_forms.parse(kind, request.form)
         client_id = _uuid_field("client_id") or uuid.uuid4()
         session_id = _session_field()
-        readers = [r for r, _ in _possible_readers() if str(r.id) in request.form.getlist("share")]
-        entry, _created = journal.create(
-            session=dbs,
-            author=_me(),
-            kind=kind,
-            body=body,
-            client_id=client_id,
-            session_id=session_id,
-            readers=readers,
-        )
+        readers = [r for r, _ in _share_choices() if str(r.id) in request.form.getlist("share")]
+        if request.form.get("share_default") == "1" and _me().share_defaults.get(kind):
+            # Written on the offline page, which names no one: the standing default applies.
+            readers = [r for r, _ in _possible_readers()]
+        new = {"kind": kind, "body": body, "client_id": client_id, "session_id": session_id}
+        try:
+            entry, _created = journal.create(session=dbs, author=_me(), readers=readers, **new)
+        except IntegrityError:
+            # The same client_id twice at once (two tabs, a retry): the first one made it.
+            dbs.rollback()
+            entry, _created = journal.create(session=dbs, author=_me(), readers=readers, **new)
     except ValidationError as exc:
         dbs.rollback()
         # Tick again exactly the readers that were ticked, not every one of them.
@@ -172,7 +184,7 @@ def show_entry(entry_id: uuid.UUID):
         dbs.commit()
     readers = journal.readers_of(session=dbs, entry=entry) if mine else []
     reader_ids = {u.id for u, _ in readers}
-    addable = [(u, n) for u, n in _possible_readers() if u.id not in reader_ids] if mine else []
+    addable = [(u, n) for u, n in _share_choices() if u.id not in reader_ids] if mine else []
     return render(
         "journal/entry.html",
         entry=entry,
@@ -184,6 +196,7 @@ def show_entry(entry_id: uuid.UUID):
         moods=dict(entry_forms.MOODS),
         events=_events(entry.id) if mine else [],
         author_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
+        **workspace_views.patient_entry_notes(entry, body),
     )
 
 

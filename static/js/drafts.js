@@ -1,16 +1,29 @@
-/* <form data-draft> drafts: AES-GCM in IndexedDB with a non-extractable key. */
+/* <form data-draft>: drafts, and the queue of new entries not yet sent (DESIGN §6).
+   Both live in IndexedDB, AES-GCM under one non-extractable key. A draft is saved on each
+   typing pause. A new entry saved offline, or whose sending was not confirmed (a network
+   error, a 5xx, an expired session), waits in the queue with its client_id; it leaves the
+   queue only when the server answers with the entry's page. The server is idempotent on
+   client_id, so sending again (a retry, a double tap, a second tab) never makes a second
+   entry. The queue is sent on each page load, when the network is back and after a login,
+   by one tab at a time (Web Locks). Logout asks before it drops anything in it. Loaded by
+   offline.js on the pages that need it. */
 (() => {
   "use strict";
   const d = document, S = window.crypto && crypto.subtle, A = "AES-GCM";
-  if (!S) return; // e.g. plain http
+  if (!S || !window.indexedDB) return; // e.g. plain http
+  const ENTRY = /^\/entries\/[0-9a-f-]{36}$/;
   const forms = () => [...d.querySelectorAll("form[data-draft]")];
+  // Who is logged in (base.html's logout form), so a shared phone never mixes two people's words.
+  const me = () => (d.querySelector("form[data-owner]") || { dataset: {} }).dataset.owner || "";
   let dbP, keyP, tick, chain = Promise.resolve();
   const req = (r) => new Promise((ok, no) => { r.onsuccess = () => ok(r.result); r.onerror = no; });
   const db = async (name, fn, rw) => {
     if (!dbP) {
-      const r = indexedDB.open("kapjournal", 1);
-      r.onupgradeneeded = () => ["drafts", "keys"].forEach((n) => r.result.createObjectStore(n));
-      dbP = req(r).then((x) => ((x.onclose = () => (dbP = keyP = 0)), x)); // logout
+      const r = indexedDB.open("kapjournal", 2);
+      r.onupgradeneeded = () => ["drafts", "keys", "queue", "meta"].forEach((n) =>
+        r.result.objectStoreNames.contains(n) || r.result.createObjectStore(n));
+      dbP = req(r).then((x) => // closed by logout (Clear-Site-Data) or a newer tab
+        ((x.onclose = x.onversionchange = () => (x.close(), dbP = keyP = 0)), x));
     }
     return req(fn((await dbP).transaction(name, rw ? "readwrite" : "readonly").objectStore(name)));
   };
@@ -21,6 +34,12 @@
     k = await S.generateKey({ name: A, length: 256 }, false, ["encrypt", "decrypt"]);
     return db("keys", (s) => s.add(k, "draft-key"), 1).then(() => k, getKey); // lost a race
   }));
+  const seal = async (v) => {
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    return { iv, data: await S.encrypt({ name: A, iv }, await key(), new TextEncoder().encode(JSON.stringify(v))) };
+  };
+  const unseal = async (r) =>
+    JSON.parse(new TextDecoder().decode(await S.decrypt({ name: A, iv: r.iv }, await key(), r.data)));
   const fields = (f) => [...f.elements].filter((e) => // a stale edit draft: 409, not overwrite
     /^(text|textarea|radio)$/.test(e.type) || /^(client_id|base_digest)$/.test(e.name));
   const read = (f) => { // answers share a name: key by question
@@ -37,19 +56,17 @@
     (s.textContent = m);
   const save = (f, pending) => {
     clearTimeout(f.timer), f.timer = 0;
-    const id = f.dataset.draft, text = JSON.stringify(read(f));
-    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const id = f.dataset.draft, v = read(f);
     later(async () => {
-      const data = await S.encrypt({ name: A, iv }, await key(), new TextEncoder().encode(text));
-      await db("drafts", (s) => s.put({ id, iv, data, pending: pending || 0 }, id), 1);
+      const rec = await seal(v);
+      await db("drafts", (s) => s.put({ id, ...rec, pending: pending || 0, owner: me() }, id), 1);
       if (!pending) say(f, "Saved on this phone.");
     });
   };
   const restore = async (f) => {
     const rec = await db("drafts", (s) => s.get(f.dataset.draft));
-    if (!rec) return;
-    const b = await S.decrypt({ name: A, iv: rec.iv }, await key(), rec.data);
-    const t = new TextDecoder().decode(b), v = JSON.parse(t), now = read(f);
+    if (!rec || (rec.owner && me() && rec.owner != me())) return; // someone else's
+    const v = await unseal(rec), t = JSON.stringify(v), now = read(f);
     // New form: only if empty. Edit form: only if different.
     if (blank(v) || (f.elements.client_id ? !blank(now) : JSON.stringify(now) == t)) return;
     for (const e of fields(f)) {
@@ -58,26 +75,223 @@
     }
     say(f, "Draft restored from this phone.");
   };
-  // Each load or swap: drop sent drafts unless their form is back with errors.
+
+  // --- the queue -------------------------------------------------------------------------------
+  const api = (window.kapjournalQueue = { size: 0 });
+  const isNew = (f) => f.dataset.draft && f.elements.client_id;
+  const freshId = (f) => (f.elements.client_id.value = crypto.randomUUID());
+  const enqueue = (f) => {
+    const id = f.elements.client_id.value || freshId(f), action = new URL(f.action, location.href);
+    const item = { action: action.pathname, draft: f.dataset.draft, words: read(f),
+      fields: [...new FormData(f)].filter(([n, v]) => n != "csrf_token" && typeof v == "string") };
+    return later(async () => {
+      // Written on the offline page (no login there): the last person logged in on this phone.
+      item.owner = me() || (await db("meta", (s) => s.get("owner"))) || "";
+      const rec = await seal(item);
+      await db("queue", (s) => s.put({ id, ...rec }, id), 1);
+      api.size = await db("queue", (s) => s.count());
+    });
+  };
+  const drop = (id) => later(() => db("queue", (s) => s.delete(id), 1));
+  const MSG = {
+    offline: ["It will be sent when you're back online.", "They will be sent when you're back online."],
+    login: ["Log in and it will be sent.", "Log in and they will be sent."],
+    later: ["It could not be sent yet; it will be tried again.", "They could not be sent yet; they will be tried again."],
+  };
+  const saved = (n, why) => (n == 1 ? "Saved on this phone. " + MSG[why][0]
+    : `${n} entries saved on this phone. ` + MSG[why][1]);
+  // One line at the top of the page: what waits on this phone, what was just sent.
+  const banner = (text, href, label) => {
+    let b = d.getElementById("queue-note");
+    const main = d.querySelector("main") || d.body;
+    if (!text || !main) return b && b.remove();
+    if (!b) {
+      b = d.createElement("p");
+      b.id = "queue-note", b.className = "flash flash-ok queue-note", b.setAttribute("role", "status");
+      main.prepend(b);
+    }
+    b.textContent = text;
+    if (href) {
+      const a = d.createElement("a");
+      a.href = href, a.textContent = label;
+      b.append(" ", a);
+    }
+  };
+  const note = (r) => {
+    const other = r.other || 0, n = (api.size = r.left) - other, sent = Object.values(r.sent);
+    let text = sent.length == 1 ? "Sent. It is in your journal." : sent.length ? `Sent ${sent.length} entries. They are in your journal.` : "";
+    if (n) text += (text && " ") + saved(n, r.why || "later");
+    if (other) text += (text && " ") + (other == 1 ? "One entry on this phone was" : `${other} entries on this phone were`) +
+      " written in another account. It will be sent when that person logs in.";
+    if (r.fix) return banner(text + " One entry needs a look before it can be sent.", r.fix, "Open it");
+    banner(text, sent.length == 1 && sent[0], "Open it");
+  };
+  const token = async () => { // a fresh CSRF token, and the proof that we are logged in
+    const res = await fetch("/entries/new", { credentials: "same-origin" });
+    if (new URL(res.url).pathname == "/login") return { why: "login" };
+    const html = res.ok ? await res.text() : "", m = html.match(/name="csrf_token" value="([^"]+)"/);
+    return m ? { t: m[1], owner: (html.match(/data-owner="([^"]+)"/) || [])[1] } : { why: "later" };
+  };
+  // 422: the server will not take it as it is. Back to its form as a draft, unless one waits.
+  const toDraft = async (r, it) => {
+    if (await db("drafts", (s) => s.get(it.draft))) return;
+    const rec = await seal(it.words);
+    await db("drafts", (s) => s.put({ id: it.draft, ...rec, pending: 0 }, it.draft), 1);
+    await db("queue", (s) => s.delete(r.id), 1);
+    return "/entries/new?kind=" + it.draft.slice(4);
+  };
+  const send = async () => {
+    await chain;
+    const items = await db("queue", (s) => s.getAll()), r = { sent: {}, left: items.length };
+    if (!items.length) return r;
+    if (!navigator.onLine) return ((r.why = "offline"), r);
+    let tok;
+    try { tok = await token(); } catch (e) { tok = { why: "offline" }; }
+    if (!tok.t) return ((r.why = tok.why), r);
+    for (const q of items) {
+      const it = await unseal(q), body = new URLSearchParams(it.fields);
+      if (it.owner && it.owner != tok.owner) { r.other = (r.other || 0) + 1; continue; }
+      body.set("csrf_token", tok.t);
+      let res;
+      try {
+        res = await fetch(it.action, { method: "POST", body, credentials: "same-origin" });
+      } catch (e) { r.why = "offline"; break; }
+      const path = new URL(res.url).pathname;
+      if (res.ok && ENTRY.test(path)) {
+        await db("queue", (s) => s.delete(q.id), 1);
+        r.sent[q.id] = path, r.left--;
+      } else if (res.status == 422) {
+        r.fix = (await toDraft(q, it)) || r.fix;
+        r.left = await db("queue", (s) => s.count());
+      } else if (path == "/login") { r.why = "login"; break; }
+    }
+    return r;
+  };
+  let retry, wait = 1000;
+  const sync = api.send = async () => {
+    let r;
+    clearTimeout(retry);
+    try { r = await (navigator.locks ? navigator.locks.request("kapjournal-queue", send) : send()); }
+    catch (e) { r = { sent: {}, left: api.size, why: "later" }; }
+    note(r);
+    // Still waiting while the page stays open: try again, less and less often.
+    if (r.left > (r.other || 0) && r.why != "login" && navigator.onLine) retry = setTimeout(sync, wait = Math.min(wait * 2, 60000));
+    else wait = 1000;
+    return r;
+  };
+  api.discard = () => later(() => db("queue", (s) => s.clear(), 1)).then(() => (api.size = 0));
+  // Logging out but keeping the queue: the drafts and web storage go, the queue stays.
+  api.keep = () => later(() => db("drafts", (s) => s.clear(), 1)).then(() => {
+    localStorage.clear(), sessionStorage.clear();
+  });
+  // Saved while offline (or from the offline page): into the queue, and a clean form.
+  const park = (f) => {
+    if (blank(read(f))) return say(f, "Write something first.");
+    const id = f.elements.client_id.value || freshId(f);
+    enqueue(f);
+    later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));
+    clearTimeout(f.timer), f.timer = 0;
+    f.reset(), freshId(f);
+    say(f, navigator.onLine ? "Saved on this phone." : saved(1, "offline"));
+    later(() => 0).then(sync).then((r) => r.sent[id] && location.assign(r.sent[id]));
+  };
+
+  // Logout (the nav's form, or this device's on the account page) with entries waiting here.
+  const ask = (form) => {
+    const dlg = d.createElement("dialog"), n = api.size;
+    dlg.className = "card stack logout-dialog";
+    dlg.setAttribute("aria-labelledby", "logout-q");
+    dlg.innerHTML = `<h2 id="logout-q"></h2>
+<p>They are kept encrypted on this phone until the server has them.</p>
+<p class="logout-msg" role="status"></p>
+<div class="actions">
+<button type="button" class="button" value="send">Send them first</button>
+<button type="button" class="button button-secondary" value="keep">Log out and keep them</button>
+<button type="button" class="button button-danger" value="discard">Discard them</button>
+<button type="button" class="button button-secondary" value="cancel">Cancel</button>
+</div>`;
+    dlg.querySelector("h2").textContent =
+      `You have ${n == 1 ? "1 unsent entry" : n + " unsent entries"} on this phone`;
+    const msg = dlg.querySelector(".logout-msg");
+    dlg.addEventListener("close", () => dlg.remove());
+    dlg.addEventListener("click", async (e) => {
+      const v = e.target.closest("button")?.value;
+      if (!v) return;
+      if (v == "send") {
+        msg.textContent = "Sending…";
+        if ((await sync()).left) {
+          return (msg.textContent = "They could not be sent now. You can log out and keep " +
+            "them on this phone, or try again later.");
+        }
+      } else if (v == "keep") { // the server then clears only the HTTP cache (login.py)
+        await api.keep();
+        form.append(Object.assign(d.createElement("input"), { type: "hidden", name: "keep_unsent", value: "1" }));
+      } else if (v == "discard") await api.discard();
+      dlg.close();
+      if (v != "cancel") form.confirmedLogout = 1, form.requestSubmit();
+    });
+    d.body.append(dlg);
+    dlg.showModal();
+  };
+
+  // Each load or swap: drop drafts the server confirmed; send what waits.
   const run = () => {
     later(async () => {
-      if (d.querySelector(".error-page")) return; // failed: keep
+      if (me()) await db("meta", (s) => s.put(me(), "owner"), 1);
       for (const r of await db("drafts", (s) => s.getAll())) {
+        if (!r.pending) continue;
         const back = d.querySelector(`form[data-draft="${r.id}"] .field-error`);
-        r.pending && await db("drafts", (s) => back ? s.put({ ...r, pending: 0 }, r.id)
-          : s.delete(r.id), 1);
+        // New entries: their words are in the queue until confirmed. Edits: only once the
+        // server showed the saved entry; an error page or the login page keeps them.
+        const done = r.id.startsWith("new-") || location.pathname == "/entries/" + r.id.slice(6);
+        if (back) await db("drafts", (s) => s.put({ ...r, pending: 0 }, r.id), 1);
+        else if (done) await db("drafts", (s) => s.delete(r.id), 1);
       }
+      if ((api.size = await db("queue", (s) => s.count()))) sync();
     });
-    for (const f of forms()) if (!f.seen) f.seen = later(() => restore(f));
+    for (const f of forms()) {
+      if (f.seen) continue;
+      if (isNew(f) && !f.elements.client_id.value) freshId(f);
+      f.seen = later(() => restore(f));
+    }
   };
   const schedule = () => { clearTimeout(tick), tick = setTimeout(run); };
-  const on = (t, fn) => d.addEventListener(t, fn);
+  const on = (t, fn, capture) => d.addEventListener(t, fn, capture);
   on("input", (e) => {
     const f = e.target.form;
     if (f && f.dataset.draft) clearTimeout(f.timer), f.timer = setTimeout(save, 600, f);
   });
-  on("submit", (e) => e.target.dataset.draft && save(e.target, Date.now()));
+  // Capture: before htmx sees the submit, so an offline one can be kept here instead.
+  on("submit", (e) => {
+    const f = e.target;
+    if ((f.getAttribute("action") == "/logout" || f.hasAttribute("data-logout")) &&
+        api.size && !f.confirmedLogout) {
+      e.preventDefault(), e.stopImmediatePropagation();
+      return ask(f);
+    }
+    if (!f.dataset.draft) return;
+    if (isNew(f) && (!navigator.onLine || "offlineForm" in f.dataset)) {
+      e.preventDefault(), e.stopPropagation();
+      return park(f);
+    }
+    save(f, Date.now());
+    if (isNew(f)) enqueue(f);
+  }, true);
+  // The answer to a new entry sent by htmx: the entry's page, or a 422, ends its wait.
+  on("htmx:afterRequest", (e) => {
+    const f = (e.detail.requestConfig || {}).elt, x = e.detail.xhr;
+    if (!f || !f.elements || !isNew(f) || !x) return;
+    const id = f.elements.client_id.value, path = x.responseURL && new URL(x.responseURL).pathname;
+    if (x.status == 422 || (x.status == 200 && ENTRY.test(path))) return drop(id);
+    const why = !x.status ? "offline" : path == "/login" ? "login" : "later";
+    if (!x.status) { // nothing came back: the words are in the queue; a clean form
+      later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));
+      f.reset(), freshId(f), say(f, saved(1, why));
+    }
+    later(() => db("queue", (s) => s.count())).then((n) => note({ sent: {}, left: n, why }));
+  });
   on("visibilitychange", () => d.hidden && forms().map((f) => f.timer && save(f)));
   on("htmx:load", schedule);
+  window.addEventListener("online", () => sync());
   schedule();
 })();

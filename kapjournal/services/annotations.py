@@ -1,0 +1,396 @@
+"""Therapists' notes on a patient's shared entries, and notes taken in an integration session
+(DESIGN §2, §3 flow 7).
+
+Each note is encrypted like an entry: its own data key per version, the note and the quoted
+passage in one AES-GCM blob bound to the note's id, version, author and patient, and the key
+wrapped (ItemKey rows) to every therapist on the patient's care team and, for a `shared` note
+only, to the patient. Supporters never get a key. The patient's one reply is sealed under the
+same data key.
+
+A note on an entry is anchored by paragraph: the entry's text split on blank lines, the
+paragraph's index, and the paragraph's text as it was (inside the blob). When the patient
+edits other paragraphs the note stays with its passage; when the passage itself changed, the
+page says so and shows the original quote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, func, select
+
+from .. import crypto
+from ..models import Annotation, Entry, ItemKey, User, utcnow
+from . import accounts, audit, care, entry_forms
+from .accounts import ValidationError
+
+log = logging.getLogger(__name__)
+
+KIND = "annotation"  # ItemKey.subject_kind
+VISIBILITIES = ("shared", "private")
+NOTE_MAX = 10_000
+REPLY_MAX = 5_000
+_BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
+
+
+class AlreadyReplied(Exception):
+    """The patient has replied to this note already (one reply each)."""
+
+
+# --- paragraphs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Paragraph:
+    index: int
+    text: str
+    heading: str = ""  # the field or prompt it starts, shown above it
+
+    @property
+    def digest(self) -> str:
+        """Names the passage in a form (never stored), to notice it changed meanwhile."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:20]
+
+
+def find_paragraph(paragraphs: list[Paragraph], index: int, digest: str) -> Paragraph | None:
+    """The paragraph a form was about: at `index` if unchanged, else wherever it moved."""
+    if 0 <= index < len(paragraphs) and paragraphs[index].digest == digest:
+        return paragraphs[index]
+    return next((p for p in paragraphs if p.digest == digest), None)
+
+
+def paragraphs_of(kind: str, body: dict) -> list[Paragraph]:
+    """An entry's text as numbered paragraphs (split on blank lines), field by field in the
+    order the entry shows them, then prompt answers. The numbering is what notes anchor to."""
+    if kind == "intention":
+        fields = [(name, label) for name, label, _ in entry_forms.INTENTION_FIELDS]
+    elif kind == "support_card":
+        fields = [(name, label) for name, label, _ in entry_forms.SUPPORT_CARD_FIELDS]
+    else:
+        fields = [("text", "")]
+    sections = [(label, body.get(name)) for name, label in fields]
+    sections += [
+        (str(a.get("prompt", "")), a.get("answer"))
+        for a in body.get("answers", [])
+        if isinstance(a, dict)
+    ]
+    found: list[Paragraph] = []
+    for heading, text in sections:
+        if not isinstance(text, str):
+            continue
+        parts = [p.strip() for p in _BLANK_LINE.split(text) if p.strip()]
+        for n, part in enumerate(parts):
+            found.append(Paragraph(len(found), part, heading if n == 0 else ""))
+    return found
+
+
+# --- associated data and keys -------------------------------------------------------------------
+
+
+def _body_ad(note: Annotation) -> dict:
+    return {
+        "p": "annotation/body",
+        "annotation": str(note.id),
+        "version": note.version,
+        "author": str(note.author_id),
+        "patient": str(note.patient_id),
+        "entry": str(note.entry_id),
+    }
+
+
+def _reply_ad(note: Annotation) -> dict:
+    return {
+        "p": "annotation/reply",
+        "annotation": str(note.id),
+        "version": note.version,
+        "patient": str(note.patient_id),
+    }
+
+
+def _wrap_ad(note: Annotation, reader_id) -> dict:
+    return {
+        "p": "annotation/dek",
+        "annotation": str(note.id),
+        "version": note.version,
+        "author": str(note.author_id),
+        "reader": str(reader_id),
+    }
+
+
+def _readers(session: Session, patient: User, visibility: str) -> list[User]:
+    """The care team, and the patient too when the note is shared. Never a supporter."""
+    readers = care.therapists_of(session=session, patient=patient)
+    return [*readers, patient] if visibility == "shared" else readers
+
+
+def _seal_version(session: Session, note: Annotation, body: dict, reply: str | None) -> None:
+    """Encrypt the note (and reply) as its current version under a fresh data key, and give
+    exactly the right readers that key."""
+    patient = session.get(User, note.patient_id)
+    dek = crypto.random_key()
+    note.body_blob = crypto.seal(dek, _encode(body), _body_ad(note))
+    note.reply_blob = (
+        None if reply is None else crypto.seal(dek, reply.encode("utf-8"), _reply_ad(note))
+    )
+    session.add(note)
+    for old in session.exec(_keys_of(note.id)):
+        session.delete(old)
+    session.flush()
+    for reader in _readers(session, patient, note.visibility):
+        wrapped = crypto.wrap_key(dek, accounts.public_key(reader), _wrap_ad(note, reader.id))
+        session.add(
+            ItemKey(subject_kind=KIND, subject_id=note.id, reader_id=reader.id, wrapped_key=wrapped)
+        )
+
+
+def _keys_of(note_id):
+    return select(ItemKey).where(ItemKey.subject_kind == KIND, ItemKey.subject_id == note_id)
+
+
+def _encode(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _check(note: str, visibility: str) -> None:
+    errors = {}
+    if not note.strip():
+        errors["note"] = "Write the note first."
+    elif len(note) > NOTE_MAX:
+        errors["note"] = f"Use at most {NOTE_MAX:,} characters."
+    if visibility not in VISIBILITIES:
+        errors["visibility"] = "Choose who may read the note."
+    if errors:
+        raise ValidationError(errors)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def create(
+    *,
+    session: Session,
+    patient: User,
+    author: User,
+    note: str,
+    visibility: str,
+    entry: Entry | None = None,
+    paragraph: Paragraph | None = None,
+    treatment_session_id=None,
+    bring_to_session: bool = False,
+) -> Annotation:
+    """A note on a paragraph of `entry`, or (without an entry) a note taken in a session; the
+    caller checked the author may annotate. The caller commits."""
+    _check(note, visibility)
+    made = Annotation(
+        patient_id=patient.id,
+        author_id=author.id,
+        entry_id=entry.id if entry else None,
+        session_id=treatment_session_id,
+        paragraph_index=paragraph.index if paragraph else None,
+        visibility=visibility,
+        bring_to_session=bring_to_session,
+    )
+    _seal_version(session, made, {"note": note, "quote": paragraph.text if paragraph else ""}, None)
+    session.flush()
+    _record(session, made, author, "annotate")
+    return made
+
+
+def update(
+    *, session: Session, note: Annotation, editor: User, private_key, text: str, visibility: str
+) -> None:
+    """Change the note's words or who may read it: a new version under a new data key, so a
+    patient who loses a note (made private) loses its key too."""
+    _check(text, visibility)
+    opened = open_one(session=session, note=note, reader_id=editor.id, private_key=private_key)
+    note.version += 1
+    note.visibility = visibility
+    note.updated_at = utcnow()
+    _seal_version(session, note, {"note": text, "quote": opened.quote}, opened.reply)
+    _record(session, note, editor, "annotate")
+
+
+def set_resolved(*, session: Session, note: Annotation, by: User, resolved: bool) -> None:
+    note.resolved_at = utcnow() if resolved else None
+    session.add(note)
+    _record(session, note, by, "annotate")
+
+
+def set_flag(*, session: Session, note: Annotation, by: User, flagged: bool) -> None:
+    """Bring the note to the next integration session (or not)."""
+    note.bring_to_session = flagged
+    note.discussed_at = None
+    session.add(note)
+    _record(session, note, by, "flag" if flagged else "unflag")
+
+
+def set_discussed(*, session: Session, note: Annotation, by: User, discussed: bool) -> None:
+    note.discussed_at = utcnow() if discussed else None
+    session.add(note)
+    _record(session, note, by, "discuss")
+
+
+def delete(*, session: Session, note: Annotation, by: User) -> None:
+    """Destroy the note, its reply and every reader's key."""
+    for key in session.exec(_keys_of(note.id)):
+        session.delete(key)
+    _record(session, note, by, "annotation_delete")
+    session.delete(note)
+
+
+def reply(*, session: Session, note: Annotation, patient: User, private_key, text: str) -> None:
+    """The patient's one reply to a shared note, under the note's data key."""
+    if note.reply_blob is not None:
+        raise AlreadyReplied(str(note.id))
+    if not text.strip():
+        raise ValidationError({"reply": "Write your reply first."})
+    if len(text) > REPLY_MAX:
+        raise ValidationError({"reply": f"Use at most {REPLY_MAX:,} characters."})
+    dek = _dek(session, note, patient.id, private_key)
+    note.reply_blob = crypto.seal(dek, text.encode("utf-8"), _reply_ad(note))
+    note.updated_at = utcnow()
+    session.add(note)
+    _record(session, note, patient, "reply")
+
+
+def _record(session: Session, note: Annotation, actor: User, action: str) -> None:
+    audit.record(
+        session=session,
+        actor_id=actor.id,
+        action=action,
+        patient_id=note.patient_id,
+        entry_id=note.entry_id,
+    )
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Note:
+    """A note opened for one reader; `note` is None when it did not open (tampered)."""
+
+    annotation: Annotation
+    note: str | None
+    quote: str = ""
+    reply: str | None = None
+    placed: int | None = None  # the paragraph it shows beside now; None: passage changed
+
+    @property
+    def id(self):
+        return self.annotation.id
+
+
+@dataclass
+class Placement:
+    by_paragraph: dict[int, list[Note]] = field(default_factory=dict)
+    changed: list[Note] = field(default_factory=list)
+
+
+def _dek(session: Session, note: Annotation, reader_id, private_key) -> bytes:
+    key = session.exec(_keys_of(note.id).where(ItemKey.reader_id == reader_id)).first()
+    try:
+        return crypto.unwrap_key(
+            key.wrapped_key if key else b"", _loaded(private_key), _wrap_ad(note, reader_id)
+        )
+    except crypto.CryptoError:
+        log.error("annotation %s key did not open for reader %s", note.id, reader_id)
+        raise
+
+
+def _loaded(private_key):
+    return private_key() if callable(private_key) else private_key
+
+
+def _open(note: Annotation, wrapped: bytes, reader_id, private_key) -> Note:
+    try:
+        dek = crypto.unwrap_key(wrapped, _loaded(private_key), _wrap_ad(note, reader_id))
+        body = json.loads(crypto.open_sealed(dek, note.body_blob, _body_ad(note)))
+        reply = None
+        if note.reply_blob is not None:
+            reply = crypto.open_sealed(dek, note.reply_blob, _reply_ad(note)).decode("utf-8")
+    except (crypto.CryptoError, ValueError):
+        log.error(
+            "annotation %s (version %s) did not open for %s", note.id, note.version, reader_id
+        )
+        return Note(annotation=note, note=None)
+    return Note(annotation=note, note=body["note"], quote=body.get("quote", ""), reply=reply)
+
+
+def readable(reader_id):
+    """Notes `reader_id` holds a key for, with the wrapped key: a statement to narrow."""
+    return (
+        select(Annotation, ItemKey.wrapped_key)
+        .join(ItemKey, ItemKey.subject_id == Annotation.id)
+        .where(ItemKey.subject_kind == KIND, ItemKey.reader_id == reader_id)
+        .order_by(col(Annotation.created_at))
+    )
+
+
+def open_all(*, session: Session, query, reader: User, private_key) -> list[Note]:
+    """Run a `readable(...)` query and open each note for `reader` (one key load). A patient
+    only ever gets shared notes, whatever the query."""
+    rows = session.exec(query).all()
+    if reader.role == "patient":
+        rows = [(n, w) for n, w in rows if n.visibility == "shared" and n.patient_id == reader.id]
+    if not rows:
+        return []
+    key = crypto.load_private(_loaded(private_key))
+    return [_open(note, wrapped, reader.id, key) for note, wrapped in rows]
+
+
+def open_one(*, session: Session, note: Annotation, reader_id, private_key) -> Note:
+    key = session.exec(_keys_of(note.id).where(ItemKey.reader_id == reader_id)).first()
+    opened = _open(note, key.wrapped_key if key else b"", reader_id, private_key)
+    if opened.note is None:
+        raise crypto.CryptoError("annotation does not open")
+    return opened
+
+
+def for_entry(*, session: Session, entry: Entry, reader: User, private_key) -> list[Note]:
+    """The notes on an entry that `reader` may read, oldest first."""
+    query = readable(reader.id).where(Annotation.entry_id == entry.id)
+    return open_all(session=session, query=query, reader=reader, private_key=private_key)
+
+
+def place(notes: list[Note], paragraphs: list[Paragraph]) -> Placement:
+    """Put each note beside its paragraph: where it was, or where its quote moved to; else
+    among the notes whose passage changed."""
+    texts = [p.text for p in paragraphs]
+    placement = Placement()
+    for note in notes:
+        where = note.annotation.paragraph_index
+        if note.note is None or where is None:
+            placement.changed.append(note)
+            continue
+        if not (0 <= where < len(texts) and texts[where] == note.quote):
+            where = next((i for i, text in enumerate(texts) if text == note.quote), None)
+        if where is None:
+            where = next((i for i, t in enumerate(texts) if note.quote and note.quote in t), None)
+        note.placed = where
+        if where is None:
+            placement.changed.append(note)
+        else:
+            placement.by_paragraph.setdefault(where, []).append(note)
+    return placement
+
+
+def counts_by_entry(*, session: Session, entry_ids: list, reader_id) -> dict:
+    """How many notes `reader_id` can read on each entry (no decryption)."""
+    if not entry_ids:
+        return {}
+    rows = session.exec(
+        select(Annotation.entry_id, func.count())
+        .join(ItemKey, ItemKey.subject_id == Annotation.id)
+        .where(
+            ItemKey.subject_kind == KIND,
+            ItemKey.reader_id == reader_id,
+            col(Annotation.entry_id).in_(entry_ids),
+        )
+        .group_by(Annotation.entry_id)
+    ).all()
+    return dict(rows)

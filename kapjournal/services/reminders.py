@@ -1,0 +1,206 @@
+"""The reminder schedule (opt-in, per device) and sending what is due.
+
+After each ketamine session: a check-in the day after, three days after and a week after.
+Before each preparation or ketamine session: a nudge to revisit the intention. `send_due`
+is meant for cron (`flask --app app reminders send`, every few minutes): each reminder goes
+to each of the patient's subscribed devices at most once (a ReminderSent row, written before
+sending, so two overlapping runs cannot both send it), and one missed by more than its window
+(a server that was down) is skipped rather than sent late.
+
+The text never holds anything the patient wrote, nor the word "ketamine": a notification
+can show on a locked screen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, utcnow
+from . import push
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str  # stored in ReminderSent.kind
+    session_kinds: tuple[str, ...]
+    offset: timedelta  # from the session's start
+    window: timedelta  # how long after it is due it may still be sent
+    title: str
+    body: str
+
+
+CHECK_IN_TITLE = "A gentle check-in"
+RULES = (
+    Rule(
+        "intention",
+        ("preparation", "ketamine"),
+        -DAY,
+        DAY,
+        "Your session is coming up",
+        "You might like to revisit your intention before it.",
+    ),
+    Rule(
+        "check_in_1",
+        ("ketamine",),
+        DAY,
+        DAY,
+        CHECK_IN_TITLE,
+        "How are you today? A quick check-in takes a minute.",
+    ),
+    Rule(
+        "check_in_3",
+        ("ketamine",),
+        3 * DAY,
+        DAY,
+        CHECK_IN_TITLE,
+        "A few days on: how are you? A quick check-in takes a minute.",
+    ),
+    Rule(
+        "check_in_7",
+        ("ketamine",),
+        7 * DAY,
+        DAY,
+        CHECK_IN_TITLE,
+        "A week on: how are you feeling? A quick check-in takes a minute.",
+    ),
+)
+# How far around now a session can be for one of its reminders to be due.
+_EARLIEST = max(r.offset + r.window for r in RULES)
+_LATEST = max(-r.offset for r in RULES)
+
+
+@dataclass(frozen=True)
+class Reminder:
+    rule: Rule
+    session: TreatmentSession
+
+    @property
+    def due_at(self) -> datetime:
+        return self.session.scheduled_at + self.rule.offset
+
+    @property
+    def until(self) -> datetime:
+        """The end of the window; an intention reminder never comes after the session."""
+        end = self.due_at + self.rule.window
+        return min(end, self.session.scheduled_at) if self.rule.offset < timedelta(0) else end
+
+
+def schedule_for(treatment_session: TreatmentSession) -> list[Reminder]:
+    """Every reminder a session brings, in time order (none for a cancelled session)."""
+    if treatment_session.status == "cancelled":
+        return []
+    reminders = [
+        Reminder(rule, treatment_session)
+        for rule in RULES
+        if treatment_session.kind in rule.session_kinds
+    ]
+    return sorted(reminders, key=lambda r: r.due_at)
+
+
+def is_due(reminder: Reminder, now: datetime) -> bool:
+    return reminder.due_at <= now < reminder.until
+
+
+def due(
+    *, session: Session, now: datetime | None = None
+) -> list[tuple[PushSubscription, Reminder]]:
+    """The (device, reminder) pairs to send now that were not sent yet."""
+    now = now or utcnow()
+    rows = session.exec(
+        select(PushSubscription, TreatmentSession)
+        .join(TreatmentSession, TreatmentSession.patient_id == PushSubscription.user_id)
+        .where(
+            col(TreatmentSession.scheduled_at) > now - _EARLIEST,
+            col(TreatmentSession.scheduled_at) <= now + _LATEST,
+            TreatmentSession.status != "cancelled",
+        )
+        .order_by(col(TreatmentSession.scheduled_at))
+    ).all()
+    if not rows:
+        return []
+    sent = set(
+        session.exec(
+            select(ReminderSent.subscription_id, ReminderSent.session_id, ReminderSent.kind).where(
+                col(ReminderSent.session_id).in_({ts.id for _, ts in rows})
+            )
+        ).all()
+    )
+    return [
+        (device, reminder)
+        for device, ts in rows
+        for reminder in schedule_for(ts)
+        if is_due(reminder, now) and (device.id, ts.id, reminder.rule.kind) not in sent
+    ]
+
+
+def message_for(*, session: Session, reminder: Reminder) -> dict:
+    """The notification: fixed text and where a tap leads (the check-in form, or the
+    session's intention, or the form to write one)."""
+    ts = reminder.session
+    if reminder.rule.kind == "intention":
+        intention = session.exec(
+            select(Entry.id).where(
+                Entry.author_id == ts.patient_id,
+                Entry.session_id == ts.id,
+                Entry.kind == "intention",
+            )
+        ).first()
+        url = (
+            f"/entries/{intention}" if intention else f"/entries/new?kind=intention&session={ts.id}"
+        )
+    else:
+        url = f"/entries/new?kind=check_in&session={ts.id}"
+    return {
+        "title": reminder.rule.title,
+        "body": reminder.rule.body,
+        "url": url,
+        "tag": f"{reminder.rule.kind}-{ts.id}",
+    }
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    failed: int = 0
+    gone: int = 0
+
+
+def send_due(*, session: Session, now: datetime | None = None) -> Report:
+    """Send every due reminder once; commits as it goes. A failed push is tried again on the
+    next run (while its window lasts); a device whose subscription ended is forgotten."""
+    report = Report()
+    forgotten = set()
+    for device, reminder in due(session=session, now=now):
+        if device.id in forgotten:
+            continue
+        marker = ReminderSent(
+            subscription_id=device.id, session_id=reminder.session.id, kind=reminder.rule.kind
+        )
+        session.add(marker)
+        try:
+            session.commit()
+        except IntegrityError:  # another run is sending this one
+            session.rollback()
+            continue
+        message = message_for(session=session, reminder=reminder)
+        outcome = push.send(push.open_subscription(device), message)
+        if outcome == push.SENT:
+            report.sent += 1
+        elif outcome == push.GONE_FOR_GOOD:
+            report.gone += 1
+            forgotten.add(device.id)
+            push.remove(session=session, subscription=device)
+        else:
+            report.failed += 1
+            session.delete(marker)
+        session.commit()
+    return report

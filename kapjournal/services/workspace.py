@@ -1,0 +1,396 @@
+"""The therapist's workspace: the caseload, and the agenda of an integration session.
+
+The caseload shows only metadata (kinds, dates, counts), so it decrypts nothing. The agenda
+gathers what the therapist flagged "bring to session" and has not talked through yet (items
+talked through today stay on it, ticked, until the day is over), and opens it for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from ..models import (
+    Annotation,
+    Entry,
+    EntryFlag,
+    Grant,
+    Practice,
+    PracticeCheck,
+    TreatmentSession,
+    User,
+    utcnow,
+)
+from . import accounts, annotations, audit, care, journal
+
+CURRENT_WITHIN = timedelta(hours=24)  # a planned session this close to now is "today's"
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def last_integration(sessions: list[TreatmentSession], now: datetime) -> TreatmentSession | None:
+    """The latest integration session that has taken place (not cancelled, not ahead)."""
+    past = [
+        s
+        for s in sessions
+        if s.kind == "integration" and s.status != "cancelled" and s.scheduled_at <= now
+    ]
+    return max(past, key=lambda s: s.scheduled_at, default=None)
+
+
+def next_session(sessions: list[TreatmentSession], now: datetime) -> TreatmentSession | None:
+    ahead = [s for s in sessions if s.status == "planned" and s.scheduled_at >= now]
+    return min(ahead, key=lambda s: s.scheduled_at, default=None)
+
+
+def current_integration(*, session: Session, patient: User) -> TreatmentSession | None:
+    """The planned integration session nearest to now, if it is within a day: the one the
+    session view is running (its notes and practices are linked to it)."""
+    now = utcnow()
+    query = select(TreatmentSession).where(
+        TreatmentSession.patient_id == patient.id,
+        TreatmentSession.kind == "integration",
+        TreatmentSession.status == "planned",
+        TreatmentSession.scheduled_at >= now - CURRENT_WITHIN,
+        TreatmentSession.scheduled_at <= now + CURRENT_WITHIN,
+    )
+    found = list(session.exec(query))
+    return min(found, key=lambda s: abs(s.scheduled_at - now), default=None)
+
+
+# --- flags --------------------------------------------------------------------------------------
+
+
+def _live_entries(therapist_id):
+    """Entries the therapist holds a live grant on (flags on others are out of reach)."""
+    return select(Grant.entry_id).where(
+        Grant.reader_id == therapist_id, col(Grant.wrapped_key).is_not(None)
+    )
+
+
+def _open_or_since(column, since: datetime | None):
+    return col(column).is_(None) if since is None else or_(col(column).is_(None), column >= since)
+
+
+def entry_flags(*, session: Session, therapist_id, patient_ids, since=None) -> list[EntryFlag]:
+    """The therapist's flags on entries they may still read; undiscussed, or discussed after
+    `since`."""
+    query = select(EntryFlag).where(
+        EntryFlag.therapist_id == therapist_id,
+        col(EntryFlag.patient_id).in_(patient_ids),
+        col(EntryFlag.entry_id).in_(_live_entries(therapist_id)),
+        _open_or_since(EntryFlag.discussed_at, since),
+    )
+    return list(session.exec(query.order_by(col(EntryFlag.created_at))))
+
+
+def flagged_notes(*, session: Session, therapist_id, patient_ids, since=None):
+    """A statement: notes the therapist can read that are flagged for the session."""
+    return annotations.readable(therapist_id).where(
+        col(Annotation.patient_id).in_(patient_ids),
+        col(Annotation.bring_to_session),
+        _open_or_since(Annotation.discussed_at, since),
+        or_(
+            col(Annotation.entry_id).is_(None),
+            col(Annotation.entry_id).in_(_live_entries(therapist_id)),
+        ),
+    )
+
+
+def flag_of(*, session: Session, entry: Entry, therapist: User) -> EntryFlag | None:
+    return session.exec(
+        select(EntryFlag).where(
+            EntryFlag.entry_id == entry.id, EntryFlag.therapist_id == therapist.id
+        )
+    ).first()
+
+
+def set_entry_flag(*, session: Session, entry: Entry, therapist: User, flagged: bool) -> None:
+    """Bring an entry to the next integration session, or not; the caller checked access."""
+    found = flag_of(session=session, entry=entry, therapist=therapist)
+    if flagged and found is None:
+        session.add(
+            EntryFlag(entry_id=entry.id, therapist_id=therapist.id, patient_id=entry.author_id)
+        )
+    elif flagged and found.discussed_at is not None:
+        found.discussed_at = None  # flagged again for another session
+        session.add(found)
+    elif not flagged and found is not None:
+        session.delete(found)
+    else:
+        return
+    audit.record(
+        session=session,
+        actor_id=therapist.id,
+        action="flag" if flagged else "unflag",
+        patient_id=entry.author_id,
+        entry_id=entry.id,
+    )
+
+
+def set_entry_discussed(*, session: Session, flag: EntryFlag, by: User, discussed: bool) -> None:
+    """Mark a flagged entry talked through (or not yet), and with it the flagged notes on it,
+    which the agenda shows beside its passages rather than as items of their own."""
+    previous, now = flag.discussed_at, utcnow()
+    flag.discussed_at = now if discussed else None
+    session.add(flag)
+    notes = flagged_notes(
+        session=session, therapist_id=by.id, patient_ids=[flag.patient_id], since=previous
+    ).where(Annotation.entry_id == flag.entry_id)
+    for note, _ in session.exec(notes):
+        if discussed and note.discussed_at is None:
+            note.discussed_at = now
+        elif not discussed and previous and note.discussed_at and note.discussed_at >= previous:
+            note.discussed_at = None
+        session.add(note)
+    audit.record(
+        session=session,
+        actor_id=by.id,
+        action="discuss",
+        patient_id=flag.patient_id,
+        entry_id=flag.entry_id,
+    )
+
+
+# --- the caseload -------------------------------------------------------------------------------
+
+
+@dataclass
+class Shared:
+    entry_id: object
+    kind: str
+    shared_at: datetime
+
+
+@dataclass
+class CaseloadRow:
+    patient: User
+    name: str
+    next_session: TreatmentSession | None = None
+    last_integration: TreatmentSession | None = None
+    shared: list[Shared] = field(default_factory=list)  # since the last integration session
+    flagged: int = 0
+    practices: int = 0
+    practice_days: int = 0  # days ticked since the last integration session
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.shared or self.flagged)
+
+
+def caseload(*, session: Session, therapist: User) -> list[CaseloadRow]:
+    """Every patient on the therapist's care team with the next session, what they shared
+    since the last integration session (newest first) and what is flagged. A fixed number of
+    queries whatever the number of patients; nothing is decrypted but names."""
+    patients = care.patients_of(session=session, therapist=therapist)
+    if not patients:
+        return []
+    ids = [p.id for p in patients]
+    now = utcnow()
+    rows = {p.id: CaseloadRow(patient=p, name=accounts.name_of(p)) for p in patients}
+    sessions: dict = {}
+    for found in session.exec(
+        select(TreatmentSession).where(col(TreatmentSession.patient_id).in_(ids))
+    ):
+        sessions.setdefault(found.patient_id, []).append(found)
+    for row in rows.values():
+        mine = sessions.get(row.patient.id, [])
+        row.next_session = next_session(mine, now)
+        row.last_integration = last_integration(mine, now)
+    _add_shared(session, therapist, ids, rows)
+    # Counted as the agenda shows them: a flagged note on a flagged entry is part of it.
+    flagged_entries = set()
+    for flag in entry_flags(session=session, therapist_id=therapist.id, patient_ids=ids):
+        rows[flag.patient_id].flagged += 1
+        flagged_entries.add(flag.entry_id)
+    for note, _ in session.exec(
+        flagged_notes(session=session, therapist_id=therapist.id, patient_ids=ids)
+    ):
+        if note.entry_id not in flagged_entries:
+            rows[note.patient_id].flagged += 1
+    _add_practices(session, ids, rows)
+    return sorted(
+        rows.values(),
+        key=lambda r: (
+            not r.needs_attention,
+            -(r.shared[0].shared_at.timestamp() if r.shared else 0),
+        ),
+    )
+
+
+def _since(row: CaseloadRow) -> datetime | None:
+    return row.last_integration.scheduled_at if row.last_integration else None
+
+
+def _add_shared(session: Session, therapist: User, ids: list, rows: dict) -> None:
+    query = (
+        select(Entry.id, Entry.author_id, Entry.kind, Grant.created_at)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(
+            Grant.reader_id == therapist.id,
+            col(Grant.wrapped_key).is_not(None),
+            col(Entry.author_id).in_(ids),
+        )
+        .order_by(col(Grant.created_at).desc())
+    )
+    for entry_id, author_id, kind, shared_at in session.exec(query):
+        row = rows[author_id]
+        since = _since(row)
+        if since is None or shared_at > since:
+            row.shared.append(Shared(entry_id, kind, shared_at))
+
+
+def _add_practices(session: Session, ids: list, rows: dict) -> None:
+    active = list(
+        session.exec(
+            select(Practice).where(
+                col(Practice.patient_id).in_(ids), col(Practice.ended_at).is_(None)
+            )
+        )
+    )
+    owner = {p.id: p.patient_id for p in active}
+    for practice in active:
+        rows[practice.patient_id].practices += 1
+    if not owner:
+        return
+    for check in session.exec(
+        select(PracticeCheck).where(col(PracticeCheck.practice_id).in_(list(owner)))
+    ):
+        row = rows[owner[check.practice_id]]
+        since = _since(row)
+        if since is None or check.day >= since.date():
+            row.practice_days += 1
+
+
+# --- the agenda of an integration session ------------------------------------------------------
+
+
+@dataclass
+class AgendaItem:
+    """One thing to talk through: a flagged entry (with its notes beside its paragraphs), or a
+    flagged note."""
+
+    kind: str  # "entry" or "note"
+    id: object  # the entry's or the note's id
+    discussed_at: datetime | None
+    entry: Entry | None = None
+    body: dict | None = None
+    paragraphs: list = field(default_factory=list)
+    placement: annotations.Placement | None = None
+    note: annotations.Note | None = None
+
+    @property
+    def sort_key(self):
+        made = self.entry.created_at if self.entry else self.note.annotation.created_at
+        return (made, 0 if self.kind == "entry" else 1)
+
+
+def agenda(
+    *, session: Session, therapist: User, patient: User, private_key, since: datetime
+) -> list[AgendaItem]:
+    """Everything the therapist flagged for this patient that is not talked through yet, or
+    was talked through after `since` (earlier today), oldest first. Each entry opened is a
+    `read` in the patient's access log."""
+    flags = entry_flags(
+        session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
+    )
+    items = []
+    entries = {}
+    for flag in flags:
+        entry = session.get(Entry, flag.entry_id)
+        try:
+            body = journal.read(
+                session=session, entry=entry, reader_id=therapist.id, private_key=private_key
+            )
+        except journal.EntryUnreadable:
+            body = None
+        item = AgendaItem(
+            kind="entry", id=entry.id, discussed_at=flag.discussed_at, entry=entry, body=body
+        )
+        if body is not None:
+            item.paragraphs = annotations.paragraphs_of(entry.kind, body)
+            notes = annotations.for_entry(
+                session=session, entry=entry, reader=therapist, private_key=private_key
+            )
+            item.placement = annotations.place(notes, item.paragraphs)
+        entries[entry.id] = entry
+        items.append(item)
+        audit.record(
+            session=session,
+            actor_id=therapist.id,
+            action="read",
+            patient_id=patient.id,
+            entry_id=entry.id,
+        )
+    query = flagged_notes(
+        session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
+    )
+    for note in annotations.open_all(
+        session=session, query=query, reader=therapist, private_key=private_key
+    ):
+        entry_id = note.annotation.entry_id
+        if entry_id in entries:
+            continue  # already beside its passage in the flagged entry's item
+        entry = session.get(Entry, entry_id) if entry_id else None
+        if entry is not None:
+            _place_alone(session, note, entry, therapist, private_key)
+        items.append(
+            AgendaItem(
+                kind="note",
+                id=note.id,
+                discussed_at=note.annotation.discussed_at,
+                entry=entry,
+                note=note,
+            )
+        )
+    return sorted(items, key=lambda i: i.sort_key)
+
+
+def _place_alone(session: Session, note, entry: Entry, therapist: User, private_key) -> None:
+    """Find where a flagged note's passage is now (reading the entry, which is logged)."""
+    try:
+        body = journal.read(
+            session=session, entry=entry, reader_id=therapist.id, private_key=private_key
+        )
+    except journal.EntryUnreadable:
+        return
+    annotations.place([note], annotations.paragraphs_of(entry.kind, body))
+    audit.record(
+        session=session,
+        actor_id=therapist.id,
+        action="read",
+        patient_id=entry.author_id,
+        entry_id=entry.id,
+    )
+
+
+def session_notes(
+    *, session: Session, therapist: User, patient: User, private_key, since: datetime
+) -> list[annotations.Note]:
+    """Notes taken in sessions (not on an entry) since `since`, oldest first."""
+    query = annotations.readable(therapist.id).where(
+        Annotation.patient_id == patient.id,
+        col(Annotation.entry_id).is_(None),
+        Annotation.created_at >= since,
+    )
+    return annotations.open_all(
+        session=session, query=query, reader=therapist, private_key=private_key
+    )
+
+
+def shared_session_notes(*, session: Session, patient: User, private_key) -> list[annotations.Note]:
+    """For the patient's home: notes from sessions their therapist shared with them, newest
+    first (never a private one: the patient holds no key to those)."""
+    query = annotations.readable(patient.id).where(
+        Annotation.patient_id == patient.id,
+        col(Annotation.entry_id).is_(None),
+        Annotation.visibility == "shared",
+    )
+    notes = annotations.open_all(
+        session=session, query=query, reader=patient, private_key=private_key
+    )
+    return list(reversed(notes))
