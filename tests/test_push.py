@@ -310,6 +310,22 @@ def test_unsubscribe_by_endpoint_forgets_only_that_device(app, as_patient):
         assert [push.open_subscription(r).endpoint for r in subscriptions(app)] == [two.endpoint]
 
 
+def test_a_browser_can_ask_whether_its_subscription_still_gets_reminders(app, as_patient):
+    device = Device("https://fcm.googleapis.com/fcm/send/asks")
+
+    def status():
+        token = csrf_token(as_patient, "/account")
+        data = {"endpoint": device.endpoint}
+        response = as_patient.post(
+            "/push/subscriptions/status", json=data, headers={"X-CSRFToken": token}
+        )
+        return response.get_json()
+
+    assert status() == {"subscribed": False}
+    subscribe(as_patient, device)
+    assert status() == {"subscribed": True}
+
+
 def test_account_page_stops_reminders_on_a_device_without_javascript(app, as_patient):
     subscribe(as_patient, Device("https://web.push.apple.com/abc"))
     (row,) = subscriptions(app)

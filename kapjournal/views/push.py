@@ -3,7 +3,8 @@
 The browser's push subscription is made by `static/js/push.js` on the account page and sent
 here as JSON with the CSRF token in `X-CSRFToken`; the account page also lists the devices
 that get reminders, each with a plain form to stop them (works without JavaScript). Without
-VAPID keys in the configuration every endpoint here answers 404 and the option is hidden.
+VAPID keys in the configuration the option is hidden and the key and subscribing answer 404
+(stopping still works).
 """
 
 from __future__ import annotations
