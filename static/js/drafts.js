@@ -179,9 +179,11 @@
     else wait = 1000;
     return r;
   };
-  api.discard = () => later(() => db("queue", (s) => s.clear(), 1)).then(() => (api.size = 0));
-  // Logging out but keeping the queue: the drafts and web storage go, the queue stays.
-  api.keep = () => later(() => db("drafts", (s) => s.clear(), 1)).then(() => {
+  api.discard = () => later(async () => {
+    await db("queue", (s) => s.clear(), 1), await db("drafts", (s) => s.clear(), 1);
+  }).then(() => (api.size = api.drafts = 0));
+  // Logging out but keeping the queue and the drafts (encrypted): web storage goes.
+  api.keep = () => later(() => {
     localStorage.clear(), sessionStorage.clear();
   });
   // Saved while offline (or from the offline page): into the queue, and a clean form.
@@ -198,7 +200,7 @@
 
   // Logout (the nav's form, or this device's on the account page) with entries waiting here.
   const ask = (form) => {
-    const dlg = d.createElement("dialog"), n = api.size;
+    const dlg = d.createElement("dialog"), n = api.size || 0, m = api.drafts || 0;
     dlg.className = "card stack logout-dialog";
     dlg.setAttribute("aria-labelledby", "logout-q");
     dlg.innerHTML = `<h2 id="logout-q"></h2>
@@ -210,8 +212,10 @@
 <button type="button" class="button button-danger" value="discard">Discard them</button>
 <button type="button" class="button button-secondary" value="cancel">Cancel</button>
 </div>`;
-    dlg.querySelector("h2").textContent =
-      `You have ${n == 1 ? "1 unsent entry" : n + " unsent entries"} on this phone`;
+    const words = [n && (n == 1 ? "1 unsent entry" : n + " unsent entries"),
+      m && (m == 1 ? "1 unfinished draft" : m + " unfinished drafts")].filter(Boolean);
+    dlg.querySelector("h2").textContent = `You have ${words.join(" and ")} on this phone`;
+    if (!n) dlg.querySelector('[value="send"]').hidden = true;
     const msg = dlg.querySelector(".logout-msg");
     dlg.addEventListener("close", () => dlg.remove());
     dlg.addEventListener("click", async (e) => {
@@ -223,7 +227,8 @@
           return (msg.textContent = "They could not be sent now. You can log out and keep " +
             "them on this phone, or try again later.");
         }
-      } else if (v == "keep") { // the server then clears only the HTTP cache (login.py)
+      }
+      if (v == "keep" || (v == "send" && m)) { // the server then clears only the HTTP cache
         await api.keep();
         form.append(Object.assign(d.createElement("input"), { type: "hidden", name: "keep_unsent", value: "1" }));
       } else if (v == "discard") await api.discard();
@@ -265,9 +270,18 @@
   on("submit", (e) => {
     const f = e.target;
     if ((f.getAttribute("action") == "/logout" || f.hasAttribute("data-logout")) &&
-        api.size && !f.confirmedLogout) {
+        !f.confirmedLogout) {
+      // Unsent entries and unfinished drafts are never wiped without asking.
       e.preventDefault(), e.stopImmediatePropagation();
-      return ask(f);
+      for (const g of forms()) if (g.timer) save(g);
+      later(async () => {
+        api.size = await db("queue", (s) => s.count());
+        api.drafts = await db("drafts", (s) => s.count());
+      }).then(() => {
+        if (api.size || api.drafts) return ask(f);
+        f.confirmedLogout = 1, f.requestSubmit();
+      });
+      return;
     }
     if (!f.dataset.draft) return;
     if (isNew(f) && (!navigator.onLine || "offlineForm" in f.dataset)) {

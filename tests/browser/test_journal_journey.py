@@ -251,22 +251,42 @@ def test_draft_survives_closing_the_page_encrypted_and_is_cleared_once_sent(live
     expect(draft_status(page)).to_have_text("")
 
 
-def test_logout_wipes_drafts_and_drafting_works_again_after_logging_back_in(live_app, phone):
+def _log_out_answering(page, answer: str) -> None:
+    nav(page).get_by_role("button", name="Log out").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("1 unfinished draft")
+    dialog.get_by_role("button", name=answer).click()
+    expect(heading(page)).to_have_text("Log in")
+
+
+def _log_in_again(page, patient) -> None:
+    page.get_by_label("Email").fill(patient.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(heading(page)).to_have_text("Your journal")
+
+
+def test_logout_asks_before_wiping_a_draft_and_drafting_works_after_logging_back_in(
+    live_app, phone
+):
     patient, _ = patient_and_therapist(live_app)
     page = phone.new_page()
     log_in(page, patient.email)
     page.get_by_role("link", name="Write a reflection").click()
     page.get_by_label("Whatever comes to mind").fill("Before logging out.")
     expect(draft_status(page)).to_have_text("Saved on this phone.")
-    nav(page).get_by_role("button", name="Log out").click()
-    expect(heading(page)).to_have_text("Log in")
 
-    # Logging in again without a page reload (htmx swaps): the old draft is gone with the
-    # rest of the site's storage, and a new one is kept again.
-    page.get_by_label("Email").fill(patient.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(heading(page)).to_have_text("Your journal")
+    # Keeping it: the draft survives the logout and comes back after logging in again.
+    _log_out_answering(page, "Log out and keep them")
+    _log_in_again(page, patient)
+    page.get_by_role("link", name="Write a reflection").click()
+    text = page.get_by_label("Whatever comes to mind")
+    expect(text).to_have_value("Before logging out.")
+
+    # Discarding it, on request only: then it is gone, and a new draft is kept again
+    # (logging in again without a page reload: htmx swaps).
+    _log_out_answering(page, "Discard them")
+    _log_in_again(page, patient)
     page.get_by_role("link", name="Write a reflection").click()
     text = page.get_by_label("Whatever comes to mind")
     expect(text).to_have_value("")
