@@ -175,20 +175,23 @@ def create(
             Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
         )
     session.flush()
-    audit.record(
-        session=session, actor_id=author.id, action="write", patient_id=author.id, entry_id=entry.id
-    )
+    _record(session, author, "write", entry)
     for reader in _unique(readers):
         if reader.id != author.id:
-            audit.record(
-                session=session,
-                actor_id=author.id,
-                action="share",
-                patient_id=author.id,
-                entry_id=entry.id,
-                target_id=reader.id,
-            )
+            _record(session, author, "share", entry, reader.id)
     return entry, True
+
+
+def _record(session: Session, author: User, action: str, entry: Entry, target_id=None) -> None:
+    """An access-log event for something the author did to their own entry."""
+    audit.record(
+        session=session,
+        actor_id=author.id,
+        action=action,
+        patient_id=author.id,
+        entry_id=entry.id,
+        target_id=target_id,
+    )
 
 
 def _unique(users) -> list[User]:
@@ -237,9 +240,7 @@ def update(
         raise EditConflict(saved, entry.version)
     entry.session_id = session_id
     _reencrypt(session, entry, body)
-    audit.record(
-        session=session, actor_id=author.id, action="edit", patient_id=author.id, entry_id=entry.id
-    )
+    _record(session, author, "edit", entry)
 
 
 def delete(*, session: Session, entry: Entry, author: User) -> None:
@@ -256,13 +257,7 @@ def delete(*, session: Session, entry: Entry, author: User) -> None:
         session.delete(key)
     for note in session.exec(select(Annotation).where(Annotation.entry_id == entry.id)):
         session.delete(note)
-    audit.record(
-        session=session,
-        actor_id=author.id,
-        action="delete",
-        patient_id=author.id,
-        entry_id=entry.id,
-    )
+    _record(session, author, "delete", entry)
     session.delete(entry)
 
 
@@ -279,14 +274,7 @@ def share(
     session.add(
         Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
     )
-    audit.record(
-        session=session,
-        actor_id=author.id,
-        action="share",
-        patient_id=author.id,
-        entry_id=entry.id,
-        target_id=reader.id,
-    )
+    _record(session, author, "share", entry, reader.id)
 
 
 def revoke(*, session: Session, entry: Entry, author: User, private_key: bytes, reader_id) -> None:
@@ -300,14 +288,7 @@ def revoke(*, session: Session, entry: Entry, author: User, private_key: bytes, 
     session.delete(grant)
     session.flush()
     _reencrypt(session, entry, body)
-    audit.record(
-        session=session,
-        actor_id=author.id,
-        action="revoke",
-        patient_id=author.id,
-        entry_id=entry.id,
-        target_id=reader_id,
-    )
+    _record(session, author, "revoke", entry, reader_id)
 
 
 def complete_pending_grant(
@@ -322,14 +303,7 @@ def complete_pending_grant(
     dek = _dek_for(session, entry, author.id, private_key)
     grant.wrapped_key = _wrap_for(entry, dek, reader)
     session.add(grant)
-    audit.record(
-        session=session,
-        actor_id=author.id,
-        action="share",
-        patient_id=author.id,
-        entry_id=entry.id,
-        target_id=reader.id,
-    )
+    _record(session, author, "share", entry, reader.id)
     return True
 
 

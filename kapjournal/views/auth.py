@@ -25,7 +25,7 @@ _BEFORE_RECOVERY_CONFIRMED = {
 }
 
 
-def _login_limits() -> str:
+def login_limits() -> str:
     return current_app.config["LOGIN_LIMITS"]
 
 
@@ -34,8 +34,8 @@ def _account_key() -> str:
     return accounts.keyring().lookup(accounts.normalize_email(form_text("email", 300))).hex()
 
 
-_limit_per_ip = limiter.limit(_login_limits, methods=["POST"])
-_limit_per_account = limiter.limit(_login_limits, methods=["POST"], key_func=_account_key)
+_limit_per_ip = limiter.limit(login_limits, methods=["POST"])
+_limit_per_account = limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
 
 
 @bp.before_app_request
@@ -50,7 +50,7 @@ def require_confirmed_recovery_code():
     return redirect(url_for("auth.recovery_code"))
 
 
-def _log_in(user, private_key, target, *, mfa_pending: bool = False):
+def log_in(user, private_key, target, *, mfa_pending: bool = False):
     """Open a device session, rotate the session id and CSRF token, go to `target` (a path, or
     a function rendering the page, called after the rotation so its forms get the new token).
     With `mfa_pending` the new session may only reach the second-factor step."""
@@ -104,13 +104,13 @@ def _device_label() -> str:
     return f"{browser} on {platform}" if platform else browser
 
 
-def _safe_next(value: str | None) -> str:
+def safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
     return url_for("home.index")
 
 
-def _recovery_page(code: str, status: int = 200, errors: dict | None = None):
+def recovery_page(code: str, status: int = 200, errors: dict | None = None):
     response = render("auth/recovery_code.html", code=code, errors=errors or {}, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -129,17 +129,17 @@ def setup():
         return render("auth/setup.html", form={}, errors={})
     try:
         registered = accounts.register(
-            session=dbs, **_registration_form(), role="therapist", is_owner=True
+            session=dbs, **registration_form(), role="therapist", is_owner=True
         )
     except ValidationError as exc:
         dbs.rollback()
         return render("auth/setup.html", form=request.form, errors=exc.errors, status=422)
-    return _log_in(
-        registered.user, registered.private_key, lambda: _recovery_page(registered.recovery_code)
+    return log_in(
+        registered.user, registered.private_key, lambda: recovery_page(registered.recovery_code)
     )
 
 
-def _registration_form() -> dict:
+def registration_form() -> dict:
     return {
         "email": form_text("email", 300),
         "name": form_text("name", 200),
@@ -153,7 +153,7 @@ def _registration_form() -> dict:
 
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 @policy.allow(policy.PUBLIC)
-@limiter.limit(_login_limits, methods=["POST"])
+@limiter.limit(login_limits, methods=["POST"])
 def register(token: str):
     dbs = db.session()
     try:
@@ -168,15 +168,15 @@ def register(token: str):
     if request.method == "GET":
         return render("auth/register.html", form={}, errors={}, **context)
     try:
-        registered = accounts.register(session=dbs, **_registration_form(), role="patient")
+        registered = accounts.register(session=dbs, **registration_form(), role="patient")
     except ValidationError as exc:
         dbs.rollback()
         return render(
             "auth/register.html", form=request.form, errors=exc.errors, status=422, **context
         )
     care.accept_patient_invitation(session=dbs, invitation=invitation, patient=registered.user)
-    return _log_in(
-        registered.user, registered.private_key, lambda: _recovery_page(registered.recovery_code)
+    return log_in(
+        registered.user, registered.private_key, lambda: recovery_page(registered.recovery_code)
     )
 
 
@@ -226,10 +226,10 @@ def login():
             status=422,
         )
     user, private_key = found
-    target = _safe_next(form_text("next", 500))
+    target = safe_next(form_text("next", 500))
     if totp.enabled(user):
-        return _log_in(user, private_key, url_for("mfa.verify", next=target), mfa_pending=True)
-    return _log_in(user, private_key, target)
+        return log_in(user, private_key, url_for("mfa.verify", next=target), mfa_pending=True)
+    return log_in(user, private_key, target)
 
 
 @bp.post("/logout")
@@ -261,7 +261,7 @@ def recovery_code_new():
         session=dbs, user=current_user.user, private_key=current_user.private_key()
     )
     dbs.commit()
-    return _recovery_page(code)
+    return recovery_page(code)
 
 
 @bp.post("/recovery-code/confirm")
@@ -272,7 +272,7 @@ def recovery_code_confirm():
         if not accounts.recovery_code_matches(user=current_user.user, code=code):
             return redirect(url_for("auth.recovery_code"), code=303)
         errors = {"saved": "Tick the box once you have saved the code somewhere safe."}
-        return _recovery_page(code, status=422, errors=errors)
+        return recovery_page(code, status=422, errors=errors)
     dbs = db.session()
     accounts.confirm_recovery_saved(session=dbs, user=current_user.user)
     dbs.commit()
@@ -301,4 +301,4 @@ def reset():
         return render("auth/reset.html", form=form, errors=exc.errors, status=422)
     # The recovery code replaces the password, not the second factor: with two-step login
     # on, the new session still has to give a login code before anything else.
-    return _log_in(user, private_key, lambda: _recovery_page(code), mfa_pending=totp.enabled(user))
+    return log_in(user, private_key, lambda: recovery_page(code), mfa_pending=totp.enabled(user))

@@ -50,7 +50,7 @@ def create_invitation():
         dbs.rollback()
         return _invitations_page(form=request.form, errors=exc.errors, status=422)
     dbs.commit()
-    link = _absolute(url_for("auth.register", token=issued.token))
+    link = absolute_url(url_for("auth.register", token=issued.token))
     emailed = None
     if email and mail.enabled():
         emailed = mail.send(
@@ -72,7 +72,7 @@ def create_invitation():
     return response
 
 
-def _absolute(path: str) -> str:
+def absolute_url(path: str) -> str:
     base = current_app.config.get("BASE_URL") or request.url_root
     return base.rstrip("/") + path
 

@@ -14,7 +14,7 @@ from ..login import logged_out
 from ..models import utcnow
 from ..services import accounts, sessions, totp
 from . import form_text, render, see_other
-from .auth import _log_in, _login_limits, _safe_next
+from .auth import log_in, login_limits, safe_next
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
@@ -45,10 +45,10 @@ def _password_ok(password: str) -> bool:
 
 @bp.route("/verify", methods=["GET", "POST"])
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(_login_limits, methods=["POST"])
-@limiter.limit(_login_limits, methods=["POST"], key_func=_account_key)
+@limiter.limit(login_limits, methods=["POST"])
+@limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
 def verify():
-    target = _safe_next(request.values.get("next", "")[:500])
+    target = safe_next(request.values.get("next", "")[:500])
     if not _pending():
         return redirect(target)
     dbs = db.session()
@@ -65,7 +65,7 @@ def verify():
         return render("mfa/verify.html", errors=errors, next=target, status=422)
     dbs.commit()
     # A fresh session (new id and K_sess) replaces the password-only one.
-    return _log_in(user, current_user.private_key(), target)
+    return log_in(user, current_user.private_key(), target)
 
 
 # --- setting it up --------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def _setup_page(*, errors=None, status=200):
         secret=totp.grouped(secret),
         required=totp.required(user),
         errors=errors or {},
-        next=_safe_next(request.values.get("next", "")[:500]),
+        next=safe_next(request.values.get("next", "")[:500]),
         status=status,
     )
     response.headers["Cache-Control"] = "no-store"
@@ -100,7 +100,7 @@ def _backup_codes_page(codes: list[str], *, next_url: str):
 
 @bp.route("/setup", methods=["GET", "POST"])
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(_login_limits, methods=["POST"], key_func=_account_key)
+@limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
 def setup():
     if totp.enabled(current_user.user):
         return redirect(url_for("mfa.index"))
@@ -119,7 +119,7 @@ def setup():
         db.session().rollback()
         return _setup_page(errors=errors, status=422)
     db.session().commit()
-    return _backup_codes_page(codes, next_url=_safe_next(form_text("next", 500)))
+    return _backup_codes_page(codes, next_url=safe_next(form_text("next", 500)))
 
 
 # --- on, off, backup codes ------------------------------------------------------------------
@@ -145,7 +145,7 @@ def index():
 
 @bp.post("/backup-codes")
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(_login_limits, key_func=_account_key)
+@limiter.limit(login_limits, key_func=_account_key)
 def backup_codes():
     user = current_user.user
     if not totp.enabled(user):
@@ -159,7 +159,7 @@ def backup_codes():
 
 @bp.post("/off")
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(_login_limits, key_func=_account_key)
+@limiter.limit(login_limits, key_func=_account_key)
 def turn_off():
     user = current_user.user
     if not totp.enabled(user):

@@ -16,7 +16,7 @@ from ..services import accounts, audit, care, entry_forms, journal, mail, suppor
 from ..services.accounts import ValidationError
 from . import auth as auth_views
 from . import form_text, pwa, render, see_other
-from .care import _absolute
+from .care import absolute_url
 
 bp = Blueprint("support", __name__)
 
@@ -149,7 +149,7 @@ def invite():
 
 def _link_page(invitation, token: str, *, email: str = ""):
     """The invitation link, shown once: copy, share (Web Share), QR code, and email."""
-    link = _absolute(url_for("support.join", token=token))
+    link = absolute_url(url_for("support.join", token=token))
     label = care.label_of(invitation)
     emailed = None
     if email and mail.enabled():
@@ -307,7 +307,7 @@ def remove(supporter_id: uuid.UUID):
 
 @bp.route("/invite/support/<token>", methods=["GET", "POST"])
 @policy.allow(policy.PUBLIC)
-@limiter.limit(auth_views._login_limits, methods=["POST"])
+@limiter.limit(auth_views.login_limits, methods=["POST"])
 def join(token: str):
     """Register from the link, or accept it with the support account one is logged in to.
     A forged, used or expired link gets a calm page that names no one."""
@@ -325,7 +325,7 @@ def join(token: str):
         return render("support/join.html", form={}, errors={}, **context)
     try:
         registered = accounts.register(
-            session=dbs, **auth_views._registration_form(), role="support"
+            session=dbs, **auth_views.registration_form(), role="support"
         )
     except ValidationError as exc:
         dbs.rollback()
@@ -333,10 +333,10 @@ def join(token: str):
             "support/join.html", form=request.form, errors=exc.errors, status=422, **context
         )
     support.accept(session=dbs, invitation=invitation, supporter=registered.user)
-    return auth_views._log_in(
+    return auth_views.log_in(
         registered.user,
         registered.private_key,
-        lambda: auth_views._recovery_page(registered.recovery_code),
+        lambda: auth_views.recovery_page(registered.recovery_code),
     )
 
 

@@ -25,7 +25,7 @@ from ..services import (
 )
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, viewer_zone
-from .auth import _safe_next
+from .auth import safe_next
 
 bp = Blueprint("workspace", __name__)
 
@@ -37,7 +37,7 @@ def _me() -> User:
 def _back(default: str):
     """303 to the page a form came from (its `next` field), or to `default`."""
     target = form_text("next", 500)
-    return redirect(_safe_next(target) if target else default, code=303)
+    return redirect(safe_next(target) if target else default, code=303)
 
 
 def _today_start() -> datetime:
