@@ -73,6 +73,7 @@ def _register_blueprints(app: Flask) -> None:
         care,
         home,
         journal,
+        measures,
         mfa,
         offline,
         patients,
@@ -83,7 +84,7 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (offline, push)
+    modules += (measures, offline, push)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

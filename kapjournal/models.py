@@ -100,7 +100,17 @@ class Invitation(SQLModel, table=True):
 
 SESSION_KINDS = ("preparation", "ketamine", "integration")
 SESSION_STATUSES = ("planned", "done", "cancelled")
-ENTRY_KINDS = ("intention", "reflection", "check_in", "support_card", "free")
+ENTRY_KINDS = (
+    "intention",
+    "reflection",
+    "check_in",
+    "support_card",
+    "free",
+    "safety_plan",
+    "phq9",  # questionnaire responses are entries too: answers and score in the body
+    "gad7",
+)
+MEASURE_KINDS = ("phq9", "gad7")  # never readable by a support member
 
 
 class TreatmentSession(SQLModel, table=True):
@@ -276,6 +286,28 @@ class ItemKey(SQLModel, table=True):
     reader_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     wrapped_key: bytes = _blob()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SafetyCheck(SQLModel, table=True):
+    """What the care team must see after a PHQ-9: one row for every PHQ-9, whatever the answers,
+    so that neither a row nor its clear columns tell whether item 9 was answered above 0. The
+    blob (item 9's answer and the score) is under its own data key, wrapped (ItemKey rows) to
+    each therapist on the care team. `reviewed_at` is set when a therapist has seen it: at once
+    for a check with nothing to flag, on acknowledgement for one with a flag."""
+
+    __tablename__ = "safety_check"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    response_id: uuid.UUID | None = Field(
+        default=None, foreign_key="entry.id", index=True, ondelete="SET NULL"
+    )
+    body_blob: bytes = _blob()
+    created_at: datetime = Field(default_factory=utcnow)
+    reviewed_at: datetime | None = None
+    reviewed_by_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL"
+    )
 
 
 class PushSubscription(SQLModel, table=True):

@@ -15,6 +15,7 @@ from flask_login import current_user
 from sqlmodel import Session, select
 
 from .models import (
+    MEASURE_KINDS,
     Annotation,
     DeviceSession,
     Entry,
@@ -23,6 +24,7 @@ from .models import (
     ItemKey,
     Practice,
     PushSubscription,
+    SafetyCheck,
     TreatmentSession,
     User,
 )
@@ -172,8 +174,11 @@ def get_entry_for(*, session: Session, user, entry_id: uuid.UUID, need: str = "r
         abort(404)
     if entry.author_id == user.id and need != "annotate":
         return entry
-    # Therapists read and annotate what is shared with them; supporters only read.
+    # Therapists read and annotate what is shared with them; supporters only read, and never
+    # a questionnaire, whatever grants exist.
     readers = {"read": ("therapist", "support"), "annotate": ("therapist",)}.get(need, ())
+    if entry.kind in MEASURE_KINDS:
+        readers = ("therapist",) if need == "read" else ()
     if user.role in readers:
         grant = session.exec(
             select(Grant).where(Grant.entry_id == entry.id, Grant.reader_id == user.id)
@@ -240,11 +245,16 @@ def get_treatment_session_for(
     abort(404)
 
 
-def may_share_with(*, session: Session, patient, reader) -> bool:
-    """A patient may share with the therapists on their care team and their support members."""
-    return reader.role in ("therapist", "support") and _linked(
-        session, reader, patient_id=patient.id
-    )
+def may_share_with(*, session: Session, patient, reader, kind: str | None = None) -> bool:
+    """A patient may share with the therapists on their care team and their support members;
+    questionnaires (`kind` in MEASURE_KINDS) only with the therapists."""
+    roles = ("therapist", "support") if may_share_kind_with_supporters(kind) else ("therapist",)
+    return reader.role in roles and _linked(session, reader, patient_id=patient.id)
+
+
+def may_share_kind_with_supporters(kind: str) -> bool:
+    """Questionnaires go to the care team only; everything else a patient may share."""
+    return kind not in MEASURE_KINDS
 
 
 # --- the therapist workspace: notes, practices, care teams ---------------------------------------
@@ -313,6 +323,19 @@ def get_practice_for(
     if user.role == "patient" and practice.patient_id == user.id and need in ("read", "tick"):
         return practice
     abort(404)
+
+
+def get_safety_check_for(*, session: Session, user, check_id: uuid.UUID) -> SafetyCheck:
+    """A PHQ-9 safety check, for a therapist on the patient's care team who holds its key."""
+    check = session.get(SafetyCheck, check_id)
+    if (
+        check is None
+        or user.role != "therapist"
+        or not holds_key(session, kind="safety_check", subject_id=check.id, reader_id=user.id)
+        or not care.is_linked(session=session, therapist_id=user.id, patient_id=check.patient_id)
+    ):
+        abort(404)
+    return check
 
 
 def get_care_team_therapist_for(*, session: Session, user, therapist_id: uuid.UUID) -> User:

@@ -68,8 +68,8 @@ def paragraphs_of(kind: str, body: dict) -> list[Paragraph]:
     order the entry shows them, then prompt answers. The numbering is what notes anchor to."""
     if kind == "intention":
         fields = [(name, label) for name, label, _ in entry_forms.INTENTION_FIELDS]
-    elif kind == "support_card":
-        fields = [(name, label) for name, label, _ in entry_forms.SUPPORT_CARD_FIELDS]
+    elif kind in entry_forms.FIELDS_OF:
+        fields = [(name, label) for name, label, _ in entry_forms.FIELDS_OF[kind]]
     else:
         fields = [("text", "")]
     sections = [(label, body.get(name)) for name, label in fields]

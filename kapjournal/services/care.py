@@ -20,6 +20,7 @@ from ..models import (
     Invitation,
     ItemKey,
     Practice,
+    SafetyCheck,
     User,
     utcnow,
 )
@@ -193,11 +194,13 @@ def remove_from_care_team(
 def _drop_workspace_access(session: Session, *, patient: User, therapist: User) -> None:
     notes = select(Annotation.id).where(Annotation.patient_id == patient.id)
     practices = select(Practice.id).where(Practice.patient_id == patient.id)
+    checks = select(SafetyCheck.id).where(SafetyCheck.patient_id == patient.id)
     keys = select(ItemKey).where(
         ItemKey.reader_id == therapist.id,
         or_(
             and_(ItemKey.subject_kind == "annotation", col(ItemKey.subject_id).in_(notes)),
             and_(ItemKey.subject_kind == "practice", col(ItemKey.subject_id).in_(practices)),
+            and_(ItemKey.subject_kind == "safety_check", col(ItemKey.subject_id).in_(checks)),
         ),
     )
     for key in session.exec(keys):

@@ -8,8 +8,19 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from ..models import Entry, Grant, TreatmentSession, utcnow
-from . import accounts, annotations, care, journal, practices, support, totp, workspace
+from ..models import Entry, Grant, SafetyCheck, TreatmentSession, utcnow
+from . import (
+    accounts,
+    annotations,
+    care,
+    instruments,
+    journal,
+    measures,
+    practices,
+    support,
+    totp,
+    workspace,
+)
 
 DEMO_DOMAIN = "demo.kapjournal.invalid"
 
@@ -62,6 +73,7 @@ def seed(*, session: Session) -> list[tuple[str, ...]]:
     entries = _course(session, patients[0], therapist)
     _support(session, patients[0], supporter, entries, private_key=keys[patients[0].id])
     secret = _workspace(session, patients[0], therapist, private_key=keys[therapist.id])
+    _measures(session, patients[0], therapist)
     logins[0] = (*logins[0], f"totp:{secret}")  # the therapist's two-step login key
     session.commit()
     return logins
@@ -211,3 +223,60 @@ def _course(session: Session, patient, therapist) -> list:
         )
         created.append(entry)
     return [created[0], created[-1]]  # the first intention, the walk by the river
+
+
+# (days ago, PHQ-9, GAD-7): a course that reaches response and, for the PHQ-9, remission.
+DEMO_SCORES = [(26, 19, 15), (15, 16, 13), (10, 12, 10), (6, 8, 8), (3, 6, 6), (1, 4, 5)]
+
+
+def _items(total: int, count: int, *, last: int = 0) -> list[int]:
+    """Answers adding up to `total`, the last item fixed at `last` (PHQ-9 item 9)."""
+    rest = total - last
+    items = [min(3, max(0, rest - 3 * i)) for i in range(count - 1)]
+    return [*items, last]
+
+
+def _measures(session: Session, patient, therapist) -> None:
+    """Six PHQ-9 and GAD-7 results over Sam's course, shared with the therapist (the first
+    PHQ-9 answered item 9 with "Several days", acknowledged since), and a safety plan."""
+    now = utcnow()
+    for days, phq, gad in DEMO_SCORES:
+        for instrument, total in ((instruments.PHQ9, phq), (instruments.GAD7, gad)):
+            count = len(instrument.items)
+            items = _items(
+                total, count, last=1 if days == 26 and instrument is instruments.PHQ9 else 0
+            )
+            entry, _ = measures.record(
+                session=session,
+                patient=patient,
+                instrument=instrument,
+                body={
+                    "items": items,
+                    "difficulty": 1,
+                    "score": instruments.score(instrument, items),
+                },
+                client_id=uuid.uuid4(),
+                readers=[therapist],
+            )
+            entry.created_at = entry.updated_at = now - timedelta(days=days)
+            session.add(entry)
+    session.flush()
+    for check in session.exec(select(SafetyCheck)):
+        check.created_at = session.get(Entry, check.response_id).created_at
+        measures.mark_reviewed(session=session, check=check, therapist=therapist)
+    journal.create(
+        session=session,
+        author=patient,
+        kind="safety_plan",
+        body={
+            "warning_signs": "I stop answering messages and stay in bed past noon.",
+            "coping": "A hot shower, then a walk to the river with headphones.",
+            "distractions": "The library café; my sister Kim's kitchen.",
+            "people": "Jordan (555 0142), Kim (555 0177).",
+            "professionals": "Dr. Robin Vale's clinic, weekdays 9 to 5. 988 any time.",
+            "environment": "Jordan keeps my spare medication while things are hard.",
+            "answers": [],
+        },
+        client_id=uuid.uuid4(),
+        readers=[therapist],
+    )

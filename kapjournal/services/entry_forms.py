@@ -16,8 +16,9 @@ KIND_LABELS = {
     "check_in": "Check-in",
     "free": "Journal entry",
     "support_card": "Support card",
+    "safety_plan": "Safety plan",
 }
-WRITABLE_KINDS = ("reflection", "intention", "check_in", "free", "support_card")
+WRITABLE_KINDS = ("reflection", "intention", "check_in", "free", "support_card", "safety_plan")
 
 # The "how to support me" card: (field, label, hint). At least one is filled in.
 SUPPORT_CARD_FIELDS = [
@@ -35,6 +36,42 @@ SUPPORT_CARD_FIELDS = [
         "The app also shows the crisis lines from the “Need help now?” page.",
     ),
 ]
+
+# The Stanley-Brown safety plan: six steps, written with the therapist. (field, label, hint)
+SAFETY_PLAN_FIELDS = [
+    (
+        "warning_signs",
+        "1. My warning signs",
+        "Thoughts, feelings, images or situations that tell me a crisis may be coming.",
+    ),
+    (
+        "coping",
+        "2. Things I can do on my own",
+        "To take my mind off things without contacting anyone: a walk, music, a shower.",
+    ),
+    (
+        "distractions",
+        "3. People and places that distract me",
+        "Someone to be with or a place to go, without having to talk about how I feel.",
+    ),
+    (
+        "people",
+        "4. People I can ask for help",
+        "Names and phone numbers of people I can tell that I am struggling.",
+    ),
+    (
+        "professionals",
+        "5. Professionals and crisis lines",
+        "My therapist and clinic, their numbers and hours; 988 (call or text) any time.",
+    ),
+    (
+        "environment",
+        "6. Making my surroundings safe",
+        "What I can put out of reach or ask someone to keep for me, and how.",
+    ),
+]
+# Kinds whose body is a set of named text fields, shown in this order.
+FIELDS_OF = {"support_card": SUPPORT_CARD_FIELDS, "safety_plan": SAFETY_PLAN_FIELDS}
 
 INTENTION_FIELDS = [
     ("intention", "My intention, in one sentence", True),
@@ -75,10 +112,12 @@ def parse(kind: str, form) -> dict:
     if kind == "intention":
         body = {name: form.get(name, "") for name, _, _ in INTENTION_FIELDS}
         errors = {} if body["intention"].strip() else {"intention": "Write your intention."}
-    elif kind == "support_card":
-        body = {name: form.get(name, "") for name, _, _ in SUPPORT_CARD_FIELDS}
+    elif kind in FIELDS_OF:
+        fields = FIELDS_OF[kind]
+        body = {name: form.get(name, "") for name, _, _ in fields}
         filled = any(value.strip() for value in body.values())
-        errors = {} if filled else {"helps": "Write at least one part of your card."}
+        what = "your card" if kind == "support_card" else "your plan"
+        errors = {} if filled else {fields[0][0]: f"Write at least one part of {what}."}
     else:
         body = {"text": form.get("text", "")}
         errors = {}

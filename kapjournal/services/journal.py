@@ -16,7 +16,16 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import Annotation, Entry, Grant, ItemKey, TreatmentSession, User, utcnow
+from ..models import (
+    MEASURE_KINDS,
+    Annotation,
+    Entry,
+    Grant,
+    ItemKey,
+    TreatmentSession,
+    User,
+    utcnow,
+)
 from . import accounts, audit
 
 log = logging.getLogger(__name__)
@@ -367,6 +376,8 @@ def timeline(
     )
     if kinds:
         query = query.where(col(Entry.kind).in_(kinds))
+    else:  # questionnaires have their own page (services.measures)
+        query = query.where(col(Entry.kind).not_in(MEASURE_KINDS))
     rows = session.exec(query).all()
     counts = _reader_counts(session, [entry.id for entry, _ in rows])
     loaded = []

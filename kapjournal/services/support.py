@@ -17,7 +17,16 @@ from flask import current_app
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import Entry, Grant, Invitation, PendingShare, SupportLink, User, utcnow
+from ..models import (
+    MEASURE_KINDS,
+    Entry,
+    Grant,
+    Invitation,
+    PendingShare,
+    SupportLink,
+    User,
+    utcnow,
+)
 from . import accounts, audit, care, journal
 from .accounts import ValidationError
 
@@ -81,6 +90,8 @@ def invite(*, session: Session, patient: User, name: str, entries: list[Entry]) 
 def _own(entries: list[Entry], patient: User) -> list[Entry]:
     if any(entry.author_id != patient.id for entry in entries):
         raise ValueError("a patient shares only their own entries")
+    if any(entry.kind in MEASURE_KINDS for entry in entries):
+        raise ValueError("questionnaires are never shared with support members")
     return list({entry.id: entry for entry in entries}.values())
 
 

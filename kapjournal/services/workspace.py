@@ -24,7 +24,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import accounts, annotations, audit, care, journal
+from . import accounts, annotations, audit, care, journal, measures
 
 CURRENT_WITHIN = timedelta(hours=24)  # a planned session this close to now is "today's"
 
@@ -176,16 +176,19 @@ class CaseloadRow:
     flagged: int = 0
     practices: int = 0
     practice_days: int = 0  # days ticked since the last integration session
+    safety_flags: list = field(default_factory=list)  # measures.Flag, not yet acknowledged
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.shared or self.flagged)
+        return bool(self.shared or self.flagged or self.safety_flags)
 
 
-def caseload(*, session: Session, therapist: User) -> list[CaseloadRow]:
+def caseload(*, session: Session, therapist: User, private_key=None) -> list[CaseloadRow]:
     """Every patient on the therapist's care team with the next session, what they shared
-    since the last integration session (newest first) and what is flagged. A fixed number of
-    queries whatever the number of patients; nothing is decrypted but names."""
+    since the last integration session (newest first) and what is flagged; patients with an
+    unacknowledged PHQ-9 safety flag first. A fixed number of queries whatever the number of
+    patients; nothing is decrypted but names and, with `private_key`, the open safety checks
+    (which may mark some seen: the caller commits)."""
     patients = care.patients_of(session=session, therapist=therapist)
     if not patients:
         return []
@@ -213,9 +216,16 @@ def caseload(*, session: Session, therapist: User) -> list[CaseloadRow]:
         if note.entry_id not in flagged_entries:
             rows[note.patient_id].flagged += 1
     _add_practices(session, ids, rows)
+    if private_key is not None:
+        found = measures.open_flags(
+            session=session, therapist=therapist, patient_ids=ids, private_key=private_key
+        )
+        for patient_id, flags in found.items():
+            rows[patient_id].safety_flags = flags
     return sorted(
         rows.values(),
         key=lambda r: (
+            not r.safety_flags,
             not r.needs_attention,
             -(r.shared[0].shared_at.timestamp() if r.shared else 0),
         ),

@@ -64,7 +64,10 @@ def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
 
 
 def init_app(app) -> None:
+    from ..services.measures import shares_by_default
+
     app.add_template_filter(local_time, "local")
+    app.add_template_global(shares_by_default, "shares_by_default")
 
 
 def timeline_for(patient, kinds=None):

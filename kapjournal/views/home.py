@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask_login import current_user
 
 from .. import db, policy
-from ..services import care, course, entry_forms, support, workspace
+from ..services import care, course, entry_forms, instruments, support, workspace
 from . import journal, render
 
 bp = Blueprint("home", __name__)
@@ -18,10 +18,12 @@ def index():
     dbs = db.session()
     user = current_user.user
     if user.role == "therapist":
+        rows = workspace.caseload(session=dbs, therapist=user, private_key=current_user.private_key)
+        dbs.commit()  # routine safety checks were marked seen
         return render(
             "home/therapist.html",
-            caseload=workspace.caseload(session=dbs, therapist=user),
-            labels=entry_forms.KIND_LABELS,
+            caseload=rows,
+            labels=entry_forms.KIND_LABELS | instruments.LABELS,
             session_labels=course.KIND_LABELS,
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
         )

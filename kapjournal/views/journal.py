@@ -10,7 +10,17 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy
 from ..models import User
-from ..services import accounts, audit, care, course, entry_forms, journal, support
+from ..services import (
+    accounts,
+    audit,
+    care,
+    course,
+    entry_forms,
+    instruments,
+    journal,
+    measures,
+    support,
+)
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, timeline_for, viewer_zone
 from . import workspace as workspace_views
@@ -38,6 +48,7 @@ def timeline():
         count=len(items),
         labels=entry_forms.KIND_LABELS,
         session_labels=course.KIND_LABELS,
+        due=measures.due(session=db.session(), patient=_me()),
         **workspace_views.patient_home(items),
     )
 
@@ -98,7 +109,7 @@ def _form_context(
         "prompts": entry_forms.prompts_for(kind),
         "answers": answers or [],
         "intention_fields": entry_forms.INTENTION_FIELDS,
-        "card_fields": entry_forms.SUPPORT_CARD_FIELDS,
+        "card_fields": entry_forms.FIELDS_OF.get(kind, []),
         "moods": entry_forms.MOODS,
         "sessions": sessions,
         "session_labels": course.KIND_LABELS,
@@ -106,7 +117,7 @@ def _form_context(
         "share_checked": set(values.getlist("share")) if hasattr(values, "getlist") else set(),
         "share_default": share_default
         if share_default is not None
-        else bool(_me().share_defaults.get(kind)),
+        else measures.shares_by_default(_me(), kind),
     }
 
 
@@ -125,7 +136,7 @@ def new_entry():
         client_id = _uuid_field("client_id") or uuid.uuid4()
         session_id = _session_field()
         readers = [r for r, _ in _share_choices() if str(r.id) in request.form.getlist("share")]
-        if request.form.get("share_default") == "1" and _me().share_defaults.get(kind):
+        if request.form.get("share_default") == "1" and measures.shares_by_default(_me(), kind):
             # Written on the offline page, which names no one: the standing default applies.
             readers = [r for r, _ in _possible_readers()]
         new = {"kind": kind, "body": body, "client_id": client_id, "session_id": session_id}
@@ -170,6 +181,8 @@ def _session_field() -> uuid.UUID | None:
 def show_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
+    if entry.kind in instruments.INSTRUMENTS:  # a questionnaire has its own page
+        return see_other("measures.result", entry_id=entry.id)
     body = _read(entry)
     mine = entry.author_id == _me().id
     if not mine:
@@ -216,6 +229,8 @@ def _read(entry) -> dict:
 def edit_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="edit")
+    if entry.kind not in entry_forms.WRITABLE_KINDS:
+        abort(404)  # a questionnaire is answered again, not edited
     if request.method == "GET":
         body = _read(entry)
         values = entry_forms.form_values(body) | {
@@ -277,7 +292,9 @@ def share_entry(entry_id: uuid.UUID):
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
     reader_id = _uuid_field("reader_id")
     reader = dbs.get(User, reader_id) if reader_id else None
-    if reader is None or not policy.may_share_with(session=dbs, patient=_me(), reader=reader):
+    if reader is None or not policy.may_share_with(
+        session=dbs, patient=_me(), reader=reader, kind=entry.kind
+    ):
         abort(404)
     journal.share(
         session=dbs,
@@ -344,6 +361,7 @@ def new_session():
 @policy.allow("patient")
 def sharing_defaults():
     kinds = [(k, entry_forms.KIND_LABELS[k]) for k in entry_forms.WRITABLE_KINDS]
+    kinds += [(i.key, i.name) for i in instruments.INSTRUMENTS.values()]
     if request.method == "GET":
         return render("journal/sharing.html", kinds=kinds, errors={}, done=False)
     dbs = db.session()

@@ -13,6 +13,7 @@ from ..models import Annotation
 from ..services import accounts, annotations, audit, course, entry_forms, practices, workspace
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, timeline_for, viewer_zone
+from . import measures as measures_views
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -56,6 +57,7 @@ def _page(patient, *, errors=None, form=None, status=200):
         session_labels=course.KIND_LABELS,
         moods=dict(entry_forms.MOODS),
         kinds=kinds,
+        **measures_views.for_therapist(patient),
         errors=errors or {},
         form=form or {},
         status=status,

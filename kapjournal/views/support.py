@@ -123,9 +123,12 @@ def _chosen_entries() -> list[Entry]:
             entry_id = uuid.UUID(value)
         except ValueError:
             abort(404)
-        entries.append(
-            policy.get_entry_for(session=db.session(), user=_me(), entry_id=entry_id, need="share")
+        entry = policy.get_entry_for(
+            session=db.session(), user=_me(), entry_id=entry_id, need="share"
         )
+        if not policy.may_share_kind_with_supporters(entry.kind):
+            abort(404)
+        entries.append(entry)
     return entries
 
 

@@ -25,6 +25,7 @@ from ..services import (
 )
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, viewer_zone
+from . import measures as measures_views
 from .auth import safe_next
 
 bp = Blueprint("workspace", __name__)
@@ -331,6 +332,7 @@ def _session_page(patient, *, errors=None, form=None, status=200):
         today=datetime.now(viewer_zone()).date(),
         errors=errors or {},
         form=form or {},
+        **measures_views.for_therapist(patient),
         status=status,
     )
 

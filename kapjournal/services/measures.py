@@ -1,0 +1,276 @@
+"""Questionnaires (PHQ-9, GAD-7) and the safety check after each PHQ-9 (DESIGN §2, §3).
+
+A response is an entry of kind `phq9` or `gad7`: the answers and the score are its encrypted
+body, shared like any entry (with the care team by default; the patient may change that) and
+never with a support member. Dates are clear metadata, as for every entry, so the app can say
+when a questionnaire is due without opening anything.
+
+After every PHQ-9 a SafetyCheck is written for the care team, whatever the answers: item 9
+and the score under its own data key, wrapped to each therapist. A therapist's caseload opens
+the checks still open: one without a flag is marked seen there and then, one with a flag
+stays until a therapist acknowledges it. Both are logged the same way, so neither the tables
+nor the access log tell a flag from a routine check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from .. import crypto
+from ..models import (
+    MEASURE_KINDS,
+    Entry,
+    Grant,
+    ItemKey,
+    SafetyCheck,
+    TreatmentSession,
+    User,
+    utcnow,
+)
+from . import accounts, audit, care, journal
+from .instruments import INSTRUMENTS, PHQ9, SAFETY_ITEM, Instrument, band
+
+log = logging.getLogger(__name__)
+
+KIND = "safety_check"  # ItemKey.subject_kind
+# Shared with the care team unless the patient changed it on their sharing page.
+SHARED_BY_DEFAULT = {"phq9": True, "gad7": True, "safety_plan": True}
+DUE_EVERY = timedelta(days=14)
+BEFORE_KETAMINE = timedelta(days=3)
+
+
+def shares_by_default(user: User, kind: str) -> bool:
+    """Whether a new entry of `kind` goes to the care team unless the patient unticks them."""
+    return bool(user.share_defaults.get(kind, SHARED_BY_DEFAULT.get(kind, False)))
+
+
+# --- answering -----------------------------------------------------------------------------------
+
+
+def record(
+    *,
+    session: Session,
+    patient: User,
+    instrument: Instrument,
+    body: dict,
+    client_id: uuid.UUID,
+    readers: list[User],
+) -> tuple[Entry, bool]:
+    """Store a response (idempotent on `client_id`, like every entry) and, for a PHQ-9, the
+    care team's safety check. The caller commits."""
+    entry, created = journal.create(
+        session=session,
+        author=patient,
+        kind=instrument.key,
+        body=body,
+        client_id=client_id,
+        readers=[r for r in readers if r.role == "therapist"],
+    )
+    if created and instrument is PHQ9:
+        _add_safety_check(session, patient=patient, entry=entry, body=body)
+    return entry, created
+
+
+@dataclass
+class Result:
+    entry: Entry
+    instrument: Instrument
+    body: dict | None  # None: it did not open (reported in the log by id)
+
+    @property
+    def score(self) -> int | None:
+        return self.body["score"] if self.body else None
+
+    @property
+    def band_label(self) -> str:
+        return band(self.instrument, self.score).label if self.body else ""
+
+    @property
+    def at(self) -> datetime:
+        return self.entry.created_at
+
+
+def results(
+    *, session: Session, patient: User, viewer_id, private_key, key_cache=None
+) -> dict[str, list[Result]]:
+    """Each instrument's responses `viewer_id` may read, oldest first (one query)."""
+    query = (
+        select(Entry, Grant.wrapped_key)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(
+            Entry.author_id == patient.id,
+            Grant.reader_id == viewer_id,
+            col(Entry.kind).in_(MEASURE_KINDS),
+        )
+        .order_by(col(Entry.created_at))
+    )
+    found: dict[str, list[Result]] = {key: [] for key in MEASURE_KINDS}
+    for entry, wrapped in session.exec(query):
+        try:
+            body = journal.open_body(
+                entry,
+                wrapped_key=wrapped,
+                reader_id=viewer_id,
+                private_key=private_key,
+                key_cache=key_cache,
+            )
+        except journal.EntryUnreadable:
+            body = None
+        found[entry.kind].append(Result(entry, INSTRUMENTS[entry.kind], body))
+    return found
+
+
+# --- when a questionnaire is due ----------------------------------------------------------------
+
+
+@dataclass
+class Due:
+    instrument: Instrument
+    reason: str
+    session: TreatmentSession | None = None  # the ketamine session it comes before
+
+
+def due(*, session: Session, patient: User, now: datetime | None = None) -> list[Due]:
+    """The questionnaires to ask for now: before each ketamine session (within three days of
+    it, unless answered since) and every 14 days. Uses dates only."""
+    now = now or utcnow()
+    upcoming = session.exec(
+        select(TreatmentSession)
+        .where(
+            TreatmentSession.patient_id == patient.id,
+            TreatmentSession.kind == "ketamine",
+            TreatmentSession.status == "planned",
+            col(TreatmentSession.scheduled_at) >= now,
+            col(TreatmentSession.scheduled_at) <= now + BEFORE_KETAMINE,
+        )
+        .order_by(col(TreatmentSession.scheduled_at))
+    ).first()
+    asked = []
+    for instrument in INSTRUMENTS.values():
+        last = latest_taken(session=session, patient=patient, kind=instrument.key)
+        if upcoming is not None and (
+            last is None or last < upcoming.scheduled_at - BEFORE_KETAMINE
+        ):
+            asked.append(Due(instrument, "before your ketamine session", upcoming))
+        elif last is None:
+            asked.append(Due(instrument, "to see where you are starting from"))
+        elif now - last >= DUE_EVERY:
+            asked.append(Due(instrument, "it has been two weeks since the last one"))
+    return asked
+
+
+def latest_taken(*, session: Session, patient: User, kind: str) -> datetime | None:
+    """When the patient last answered `kind`."""
+    return session.exec(
+        select(Entry.created_at)
+        .where(Entry.author_id == patient.id, Entry.kind == kind)
+        .order_by(col(Entry.created_at).desc())
+    ).first()
+
+
+# --- the safety check ---------------------------------------------------------------------------
+
+
+def _body_ad(check: SafetyCheck) -> dict:
+    return {"p": "safety_check/body", "check": str(check.id), "patient": str(check.patient_id)}
+
+
+def _wrap_ad(check: SafetyCheck, reader_id) -> dict:
+    return {"p": "safety_check/dek", "check": str(check.id), "reader": str(reader_id)}
+
+
+def _add_safety_check(session: Session, *, patient: User, entry: Entry, body: dict) -> None:
+    therapists = care.therapists_of(session=session, patient=patient)
+    if not therapists:
+        return  # no one in the app to tell; the patient is shown the crisis lines regardless
+    check = SafetyCheck(patient_id=patient.id, response_id=entry.id)
+    dek = crypto.random_key()
+    content = {"item9": body["items"][SAFETY_ITEM], "score": body["score"]}
+    check.body_blob = crypto.seal(dek, json.dumps(content).encode(), _body_ad(check))
+    session.add(check)
+    for therapist in therapists:
+        wrapped = crypto.wrap_key(
+            dek, accounts.public_key(therapist), _wrap_ad(check, therapist.id)
+        )
+        session.add(
+            ItemKey(
+                subject_kind=KIND, subject_id=check.id, reader_id=therapist.id, wrapped_key=wrapped
+            )
+        )
+
+
+@dataclass
+class Flag:
+    """A PHQ-9 whose item 9 was answered above 0, not yet acknowledged. `item9` is None when
+    the check did not open: it is shown as a flag, to be safe."""
+
+    check: SafetyCheck
+    item9: int | None
+    score: int | None
+
+
+def open_flags(
+    *, session: Session, therapist: User, patient_ids: list, private_key
+) -> dict[uuid.UUID, list[Flag]]:
+    """The unacknowledged flags of these patients, by patient. Open checks without a flag are
+    marked seen by `therapist` on the way (and logged). The caller commits."""
+    query = (
+        select(SafetyCheck, ItemKey.wrapped_key)
+        .join(ItemKey, ItemKey.subject_id == SafetyCheck.id)
+        .where(
+            ItemKey.subject_kind == KIND,
+            ItemKey.reader_id == therapist.id,
+            col(SafetyCheck.patient_id).in_(list(patient_ids)),
+            col(SafetyCheck.reviewed_at).is_(None),
+        )
+        .order_by(col(SafetyCheck.created_at))
+    )
+    flags: dict[uuid.UUID, list[Flag]] = {}
+    for check, wrapped in session.exec(query).all():
+        content = _open(check, wrapped, therapist.id, private_key)
+        if content is not None and content["item9"] == 0:
+            mark_reviewed(session=session, check=check, therapist=therapist)
+            continue
+        item9, total = (content["item9"], content["score"]) if content else (None, None)
+        flags.setdefault(check.patient_id, []).append(Flag(check, item9, total))
+    return flags
+
+
+def _open(check: SafetyCheck, wrapped: bytes, reader_id, private_key) -> dict | None:
+    try:
+        key = private_key() if callable(private_key) else private_key
+        dek = crypto.unwrap_key(wrapped, key, _wrap_ad(check, reader_id))
+        return json.loads(crypto.open_sealed(dek, check.body_blob, _body_ad(check)))
+    except (crypto.CryptoError, ValueError):
+        log.error("safety check %s did not open for reader %s", check.id, reader_id)
+        return None
+
+
+def mark_reviewed(*, session: Session, check: SafetyCheck, therapist: User) -> None:
+    """A therapist has seen this check (acknowledged it, if it was a flag); in the patient's
+    access log either way. The caller commits."""
+    check.reviewed_at = utcnow()
+    check.reviewed_by_id = therapist.id
+    session.add(check)
+    audit.record(
+        session=session,
+        actor_id=therapist.id,
+        action="safety_check",
+        patient_id=check.patient_id,
+        entry_id=check.response_id,
+    )
+
+
+def safety_plan_entry(*, session: Session, patient: User) -> Entry | None:
+    """The patient's newest safety plan (one per patient by convention)."""
+    return session.exec(
+        select(Entry)
+        .where(Entry.author_id == patient.id, Entry.kind == "safety_plan")
+        .order_by(col(Entry.created_at).desc())
+    ).first()

@@ -1,0 +1,332 @@
+"""Questionnaires, their trends, the safety plan, and the care team's safety checks."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, abort, redirect, request, url_for
+from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+
+from .. import db, policy
+from ..models import Entry, User, utcnow
+from ..services import (
+    accounts,
+    audit,
+    care,
+    chart,
+    course,
+    entry_forms,
+    instruments,
+    journal,
+    measures,
+    sessions,
+)
+from ..services.accounts import ValidationError
+from ..services.instruments import INSTRUMENTS, Instrument
+from . import render, see_other, viewer_zone
+
+bp = Blueprint("measures", __name__)
+
+MODES = ("all", "one")  # all items on one page, or one item per screen
+
+
+def _me() -> User:
+    return current_user.user
+
+
+def _instrument(key: str) -> Instrument:
+    found = INSTRUMENTS.get(key)
+    if found is None:
+        abort(404)
+    return found
+
+
+# --- the patient's progress page ----------------------------------------------------------------
+
+
+@bp.get("/measures")
+@policy.allow("patient")
+def index():
+    dbs = db.session()
+    return render(
+        "measures/index.html",
+        due=measures.due(session=dbs, patient=_me()),
+        **trends_for(_me()),
+    )
+
+
+def trends_for(patient: User) -> dict:
+    """Charts, tables and plain-words progress of each scale the viewer may read."""
+    dbs = db.session()
+    cache = sessions.key_cache(current_user.unlocked)
+    known = len(cache)
+    found = measures.results(
+        session=dbs,
+        patient=patient,
+        viewer_id=current_user.id,
+        private_key=current_user.private_key,
+        key_cache=cache,
+    )
+    if len(cache) != known:
+        sessions.store_key_cache(session=dbs, unlocked=current_user.unlocked, cache=cache)
+    if patient.id != current_user.id:  # what a therapist reads is in the patient's access log
+        for result in (r for rs in found.values() for r in rs if r.body is not None):
+            audit.record(
+                session=dbs,
+                actor_id=current_user.id,
+                action="read",
+                patient_id=patient.id,
+                entry_id=result.entry.id,
+            )
+    dbs.commit()
+    markers = [
+        chart.Marker(at=s.scheduled_at, label="Ketamine session")
+        for s in care_sessions(patient)
+        if s.kind == "ketamine" and s.status != "cancelled" and s.scheduled_at <= utcnow()
+    ]
+    scales = []
+    for key, results in found.items():
+        instrument = INSTRUMENTS[key]
+        readable = [r for r in results if r.body is not None]
+        drawn = chart.trend_chart(
+            title=f"{instrument.name} scores over time",
+            max_score=instrument.max_score,
+            bands=list(instrument.bands),
+            points=[chart.Point(at=r.at, score=r.score) for r in readable],
+            markers=markers,
+            zone=viewer_zone(),
+            chart_id=f"chart-{key}",
+        )
+        progress = instruments.progress([r.score for r in readable])
+        scales.append(
+            {
+                "instrument": instrument,
+                "results": results,
+                "chart": drawn,
+                "progress": progress,
+                "readable": readable,
+                "unreadable": len(results) - len(readable),
+            }
+        )
+    return {"scales": scales}
+
+
+def for_therapist(patient: User) -> dict:
+    """The scales and the open safety flags of a patient, for a therapist's pages. Routine
+    safety checks are marked seen on the way."""
+    dbs = db.session()
+    flags = measures.open_flags(
+        session=dbs, therapist=_me(), patient_ids=[patient.id], private_key=current_user.private_key
+    )
+    dbs.commit()
+    return {"safety_flags": flags.get(patient.id, []), **trends_for(patient)}
+
+
+def care_sessions(patient: User):
+    return course.sessions_of(session=db.session(), patient=patient)
+
+
+# --- answering ----------------------------------------------------------------------------------
+
+
+@bp.route("/measures/<key>/new", methods=["GET", "POST"])
+@policy.allow("patient")
+def answer(key: str):
+    instrument = _instrument(key)
+    mode = request.values.get("mode", "all")
+    mode = mode if mode in MODES else "all"
+    if request.method == "GET":
+        return _form(instrument, mode=mode, values={"client_id": str(uuid.uuid4())}, step=1)
+    values = request.form
+    step = _step(instrument, values)
+    nav = values.get("nav", "save")
+    if nav == "switch":  # to the other layout, keeping every answer given so far
+        mode = "one" if mode == "all" else "all"
+        answered = instruments.answers_so_far(instrument, values)
+        step = next(
+            (
+                n
+                for n in range(1, len(instrument.items) + 1)
+                if _name(instrument, n) not in answered
+            ),
+            len(instrument.items) + 1,
+        )
+        return _form(instrument, mode=mode, values=values, step=step)
+    if mode == "one" and nav in ("back", "next"):
+        if nav == "back":
+            return _form(instrument, mode=mode, values=values, step=max(1, step - 1))
+        if values.get(_name(instrument, step), "") not in ("0", "1", "2", "3") and step <= len(
+            instrument.items
+        ):
+            errors = {_name(instrument, step): "Choose one answer."}
+            return _form(instrument, mode=mode, values=values, step=step, errors=errors, status=422)
+        return _form(instrument, mode=mode, values=values, step=step + 1)
+    return _save(instrument, mode=mode, values=values)
+
+
+def _name(instrument: Instrument, step: int) -> str:
+    return f"item-{step}" if step <= len(instrument.items) else "difficulty"
+
+
+def _step(instrument: Instrument, values) -> int:
+    try:
+        step = int(values.get("step", "1"))
+    except ValueError:
+        step = 1
+    return min(max(step, 1), len(instrument.items) + 1)
+
+
+def _save(instrument: Instrument, *, mode: str, values):
+    dbs = db.session()
+    try:
+        body = instruments.parse(instrument, values)
+    except ValidationError as exc:
+        first = min(
+            (int(name.split("-")[1]) for name in exc.errors if name.startswith("item-")),
+            default=len(instrument.items) + 1,
+        )
+        return _form(
+            instrument, mode=mode, values=values, step=first, errors=exc.errors, status=422
+        )
+    try:
+        client_id = uuid.UUID(values.get("client_id", ""))
+    except ValueError:
+        client_id = uuid.uuid4()
+    readers = care.therapists_of(session=dbs, patient=_me())
+    if values.get("share") != "1":
+        readers = []
+    new = {"instrument": instrument, "body": body, "client_id": client_id, "readers": readers}
+    try:
+        entry, _created = measures.record(session=dbs, patient=_me(), **new)
+    except IntegrityError:  # the same submission twice at once: the first one made it
+        dbs.rollback()
+        entry, _created = measures.record(session=dbs, patient=_me(), **new)
+    dbs.commit()
+    return see_other("measures.result", entry_id=entry.id)
+
+
+def _form(instrument: Instrument, *, mode, values, step, errors=None, status=200):
+    share = values.get("share") == "1" if "nav" in values else None
+    if share is None:
+        share = measures.shares_by_default(_me(), instrument.key)
+    return render(
+        "measures/form.html",
+        status=status,
+        instrument=instrument,
+        mode=mode,
+        step=step,
+        answers=instruments.answers_so_far(instrument, values),
+        client_id=values.get("client_id", ""),
+        errors=errors or {},
+        share=share,
+        has_care_team=bool(care.therapists_of(session=db.session(), patient=_me())),
+        answer_choices=instruments.ANSWERS,
+        difficulty_question=instruments.DIFFICULTY_QUESTION,
+        difficulty_choices=instruments.DIFFICULTY_ANSWERS,
+    )
+
+
+# --- one result ---------------------------------------------------------------------------------
+
+
+@bp.get("/measures/results/<uuid:entry_id>")
+@policy.allow("patient", "therapist")
+def result(entry_id: uuid.UUID):
+    dbs = db.session()
+    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
+    if entry.kind not in INSTRUMENTS:
+        abort(404)
+    instrument = INSTRUMENTS[entry.kind]
+    body = journal.read(
+        session=dbs, entry=entry, reader_id=_me().id, private_key=current_user.private_key()
+    )
+    mine = entry.author_id == _me().id
+    if not mine:
+        audit.record(
+            session=dbs,
+            actor_id=_me().id,
+            action="read",
+            patient_id=entry.author_id,
+            entry_id=entry.id,
+        )
+        dbs.commit()
+    safety = mine and instruments.needs_safety_response(instrument, body["items"])
+    return render(
+        "measures/result.html",
+        entry=entry,
+        instrument=instrument,
+        body=body,
+        band=instruments.band(instrument, body["score"]),
+        mine=mine,
+        safety=safety,
+        plan=safety_plan_of(_me()) if safety else None,
+        **(_sharing(entry) if mine else {}),
+        patient_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
+        answer_labels=dict(instruments.ANSWERS),
+        difficulty_labels=dict(instruments.DIFFICULTY_ANSWERS),
+        difficulty_question=instruments.DIFFICULTY_QUESTION,
+    )
+
+
+def _sharing(entry: Entry) -> dict:
+    """Who reads the patient's own result, and which therapists they may still add."""
+    dbs = db.session()
+    readers = [(u, accounts.name_of(u)) for u, _ in journal.readers_of(session=dbs, entry=entry)]
+    therapists = care.therapists_of(session=dbs, patient=_me())
+    ids = {u.id for u, _ in readers}
+    addable = [(t, accounts.name_of(t)) for t in therapists if t.id not in ids]
+    return {"readers": readers, "addable": addable, "has_care_team": bool(therapists)}
+
+
+# --- the safety plan ----------------------------------------------------------------------------
+
+
+def safety_plan_of(patient: User) -> tuple[Entry, dict | None] | None:
+    """The patient's newest safety plan and its body (None if it did not open)."""
+    dbs = db.session()
+    entry = measures.safety_plan_entry(session=dbs, patient=patient)
+    if entry is None:
+        return None
+    try:
+        body = journal.read(
+            session=dbs, entry=entry, reader_id=patient.id, private_key=current_user.private_key()
+        )
+    except journal.EntryUnreadable:
+        body = None
+    return entry, body
+
+
+@bp.app_template_global()
+def answer_label(value: int) -> str:
+    return dict(instruments.ANSWERS).get(value, str(value))
+
+
+@bp.app_template_global()
+def safety_plan_fields() -> list[tuple[str, str, str]]:
+    return entry_forms.SAFETY_PLAN_FIELDS
+
+
+@bp.get("/safety-plan")
+@policy.allow("patient")
+def safety_plan():
+    entry = measures.safety_plan_entry(session=db.session(), patient=_me())
+    if entry is None:
+        return redirect(url_for("journal.new_entry", kind="safety_plan"), code=303)
+    return redirect(url_for("journal.show_entry", entry_id=entry.id), code=303)
+
+
+# --- the care team's safety checks --------------------------------------------------------------
+
+
+@bp.post("/safety-checks/<uuid:check_id>/acknowledge")
+@policy.allow("therapist")
+def acknowledge(check_id: uuid.UUID):
+    dbs = db.session()
+    check = policy.get_safety_check_for(session=dbs, user=_me(), check_id=check_id)
+    if check.reviewed_at is None:
+        measures.mark_reviewed(session=dbs, check=check, therapist=_me())
+        dbs.commit()
+    if request.form.get("back") == "patient":
+        return see_other("patients.show", patient_id=check.patient_id)
+    return see_other("home.index")
