@@ -388,8 +388,9 @@ def kinds_and_offsets(kind: str, status: str = "planned") -> list[tuple[str, tim
     return [(r.rule.kind, r.due_at - at) for r in reminders.schedule_for(found)]
 
 
-def test_ketamine_session_brings_an_intention_the_day_before_and_check_ins_after_1_3_7_days():
+def test_ketamine_session_brings_questionnaires_and_an_intention_before_and_check_ins_after():
     assert kinds_and_offsets("ketamine") == [
+        ("questionnaires", -2 * DAY),
         ("intention", -DAY),
         ("check_in_1", DAY),
         ("check_in_3", 3 * DAY),
@@ -415,7 +416,8 @@ def test_due_reminders_follow_the_clock_and_never_come_late(app, as_patient, pat
         with app.app_context(), Session(db.engine()) as dbs:
             return [r.rule.kind for _, r in reminders.due(session=dbs, now=moment)]
 
-    assert due_at(at - 2 * DAY) == []
+    assert due_at(at - 3 * DAY) == []
+    assert due_at(at - 2 * DAY) == ["questionnaires"]
     assert due_at(at - DAY) == ["intention"]
     assert due_at(at - timedelta(minutes=1)) == ["intention"]
     assert due_at(at) == []  # the session has started: too late for the intention
@@ -424,6 +426,33 @@ def test_due_reminders_follow_the_clock_and_never_come_late(app, as_patient, pat
     assert due_at(at + 3 * DAY) == ["check_in_3"]
     assert due_at(at + 7 * DAY + timedelta(hours=23)) == ["check_in_7"]
     assert due_at(at + 8 * DAY) == []
+
+
+def test_the_questionnaire_reminder_opens_them_and_is_skipped_once_both_are_answered(
+    app, as_patient, patient
+):
+    subscribe(as_patient, Device("https://fcm.googleapis.com/fcm/send/questions"))
+    at = now() + 2 * DAY - timedelta(hours=1)
+    schedule(app, patient, "ketamine", at)
+
+    def due_now():
+        with app.app_context(), Session(db.engine()) as dbs:
+            found = [r for _, r in reminders.due(session=dbs)]
+            return [(r.rule.kind, reminders.message_for(session=dbs, reminder=r)) for r in found]
+
+    [(kind, message)] = due_now()
+    assert kind == "questionnaires" and message["url"] == "/measures"
+    assert "ketamine" not in (message["title"] + message["body"]).lower()
+    for key, count in (("phq9", 9), ("gad7", 7)):
+        page = f"/measures/{key}/new"
+        fields = {f"item-{n}": "0" for n in range(1, count + 1)}
+        answered = post(
+            as_patient, page, {"client_id": str(uuid.uuid4()), **fields}, token_from=page
+        )
+        assert answered.status_code == 303
+        if key == "phq9":
+            assert [k for k, _ in due_now()] == ["questionnaires"]  # one of two: still due
+    assert due_now() == []
 
 
 def test_reminders_reach_only_the_patient_whose_session_it_is(

@@ -165,6 +165,22 @@ def due(*, session: Session, patient: User, now: datetime | None = None) -> list
     return asked
 
 
+def answered_before(*, session: Session, treatment_session: TreatmentSession) -> bool:
+    """Whether the patient answered every questionnaire within the window before a session."""
+    opens = treatment_session.scheduled_at - BEFORE_KETAMINE
+    for kind in INSTRUMENTS:
+        last = session.exec(
+            select(Entry.created_at).where(
+                Entry.author_id == treatment_session.patient_id,
+                Entry.kind == kind,
+                col(Entry.created_at) >= opens,
+            )
+        ).first()
+        if last is None:
+            return False
+    return True
+
+
 def latest_taken(*, session: Session, patient: User, kind: str) -> datetime | None:
     """When the patient last answered `kind`."""
     return session.exec(

@@ -1,7 +1,9 @@
 """The reminder schedule (opt-in, per device) and sending what is due.
 
 After each ketamine session: a check-in the day after, three days after and a week after.
-Before each preparation or ketamine session: a nudge to revisit the intention. `send_due`
+Before each preparation or ketamine session: a nudge to revisit the intention. Two days
+before each ketamine session: the PHQ-9 and GAD-7, unless both were answered since the
+questionnaire window before that session opened (services.measures). `send_due`
 is meant for cron (`flask --app app reminders send`, every few minutes): each reminder goes
 to each of the patient's subscribed devices at most once (a ReminderSent row, written before
 sending, so two overlapping runs cannot both send it), and one missed by more than its window
@@ -21,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, utcnow
-from . import push
+from . import measures, push
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,14 @@ RULES = (
         DAY,
         "Your session is coming up",
         "You might like to revisit your intention before it.",
+    ),
+    Rule(
+        "questionnaires",
+        ("ketamine",),
+        -2 * DAY,
+        DAY,
+        "Two short questionnaires",
+        "Before your next session: two short questionnaires, a minute or two each.",
     ),
     Rule(
         "check_in_1",
@@ -138,8 +148,17 @@ def due(
         (device, reminder)
         for device, ts in rows
         for reminder in schedule_for(ts)
-        if is_due(reminder, now) and (device.id, ts.id, reminder.rule.kind) not in sent
+        if is_due(reminder, now)
+        and (device.id, ts.id, reminder.rule.kind) not in sent
+        and not _answered_already(session, reminder)
     ]
+
+
+def _answered_already(session: Session, reminder: Reminder) -> bool:
+    """A questionnaire reminder for a patient who answered both for this session already."""
+    if reminder.rule.kind != "questionnaires":
+        return False
+    return measures.answered_before(session=session, treatment_session=reminder.session)
 
 
 def message_for(*, session: Session, reminder: Reminder) -> dict:
@@ -157,6 +176,8 @@ def message_for(*, session: Session, reminder: Reminder) -> dict:
         url = (
             f"/entries/{intention}" if intention else f"/entries/new?kind=intention&session={ts.id}"
         )
+    elif reminder.rule.kind == "questionnaires":
+        url = "/measures"
     else:
         url = f"/entries/new?kind=check_in&session={ts.id}"
     return {
