@@ -38,7 +38,7 @@ def screenshot(page, name: str) -> None:
 def assert_fits_the_screen(page) -> None:
     """'Need help now?' is visible without scrolling, and the page never scrolls sideways."""
     width, height = page.viewport_size["width"], page.viewport_size["height"]
-    help_link = page.get_by_role("link", name="Need help now?")
+    help_link = page.get_by_role("banner").get_by_role("link", name="Need help now?")
     expect(help_link).to_be_visible()
     box = help_link.bounding_box()
     where = f"{page.url}: 'Need help now?' at {box}"
