@@ -6,7 +6,7 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v3";
+const CACHE = "kapjournal-shell-v4";
 const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in"];
 const PAGES = ["/offline", "/help"].concat(WRITE);
 const PRECACHE = [
@@ -14,6 +14,7 @@ const PRECACHE = [
   "/static/js/app.js",
   "/static/js/drafts.js",
   "/static/js/offline.js",
+  "/static/js/plan.js",
   "/static/js/push.js",
   "/static/js/htmx.min.js",
   "/static/icons/icon-192.png",

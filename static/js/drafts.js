@@ -5,8 +5,9 @@
    queue only when the server answers with the entry's page. The server is idempotent on
    client_id, so sending again (a retry, a double tap, a second tab) never makes a second
    entry. The queue is sent on each page load, when the network is back and after a login,
-   by one tab at a time (Web Locks). Logout asks before it drops anything in it. Loaded by
-   offline.js on the pages that need it. */
+   by one tab at a time (Web Locks). Logout asks before it drops anything in it, or a copy of
+   the person's safety plan (plan.js, which this file loads where a page shows a plan). Loaded
+   by offline.js on the pages that need it. */
 (() => {
   "use strict";
   const d = document, S = window.crypto && crypto.subtle, A = "AES-GCM";
@@ -40,6 +41,13 @@
   };
   const unseal = async (r) =>
     JSON.parse(new TextDecoder().decode(await S.decrypt({ name: A, iv: r.iv }, await key(), r.data)));
+  // plan.js keeps the copy of a safety plan in "meta" under PLAN + owner, sealed with the same
+  // key; it is not a draft: never counted as one, never sent. `later` keeps its writes in order
+  // with the logout question's count.
+  const PLAN = "plan:";
+  window.kapjournalStore = { db, seal, unseal, me, later, PLAN };
+  const plans = async () =>
+    (await db("meta", (s) => s.getAllKeys())).filter((k) => String(k).startsWith(PLAN));
   const fields = (f) => [...f.elements].filter((e) => // a stale edit draft: 409, not overwrite
     /^(text|textarea|radio)$/.test(e.type) || /^(client_id|base_digest)$/.test(e.name));
   const read = (f) => { // answers share a name: key by question
@@ -186,6 +194,14 @@
   api.keep = () => later(() => {
     localStorage.clear(), sessionStorage.clear();
   });
+  // Log out. `keep`: the server then clears only the HTTP cache, so what waits here stays.
+  const leave = async (form, keep) => {
+    if (keep) {
+      await api.keep();
+      form.append(Object.assign(d.createElement("input"), { type: "hidden", name: "keep_unsent", value: "1" }));
+    }
+    form.confirmedLogout = 1, form.requestSubmit();
+  };
   // Saved while offline (or from the offline page): into the queue, and a clean form.
   const park = (f) => {
     if (blank(read(f))) return say(f, "Write something first.");
@@ -198,9 +214,10 @@
     later(() => 0).then(sync).then((r) => r.sent[id] && location.assign(r.sent[id]));
   };
 
-  // Logout (the nav's form, or this device's on the account page) with entries waiting here.
+  // Logout (the nav's form, or this device's on the account page) with entries waiting here,
+  // or a copy of this person's safety plan (which then stays only if they say so).
   const ask = (form) => {
-    const dlg = d.createElement("dialog"), n = api.size || 0, m = api.drafts || 0;
+    const dlg = d.createElement("dialog"), n = api.size || 0, m = api.drafts || 0, p = api.plan;
     dlg.className = "card stack logout-dialog";
     dlg.setAttribute("aria-labelledby", "logout-q");
     dlg.innerHTML = `<h2 id="logout-q"></h2>
@@ -214,8 +231,23 @@
 </div>`;
     const words = [n && (n == 1 ? "1 unsent entry" : n + " unsent entries"),
       m && (m == 1 ? "1 unfinished draft" : m + " unfinished drafts")].filter(Boolean);
-    dlg.querySelector("h2").textContent = `You have ${words.join(" and ")} on this phone`;
-    if (!n) dlg.querySelector('[value="send"]').hidden = true;
+    const h = dlg.querySelector("h2"), b = (v) => dlg.querySelector(`[value="${v}"]`);
+    h.textContent = `You have ${words.join(" and ")} on this phone`;
+    if (!n) b("send").hidden = true;
+    let box; // with entries or drafts too: the plan copy is its own choice
+    if (p && (n || m)) {
+      const label = d.createElement("label");
+      box = Object.assign(d.createElement("input"), { type: "checkbox", checked: true });
+      label.className = "checkbox";
+      label.append(box, " Also keep the copy of my safety plan on this phone");
+      dlg.querySelector(".logout-msg").before(label);
+    } else if (p) {
+      h.textContent = "Keep the copy of your safety plan on this phone?";
+      h.nextElementSibling.textContent = "It stays encrypted, and opens from “Need help now?” " +
+        "even without a signal or a login — for anyone who has this phone.";
+      b("keep").textContent = "Log out and keep it";
+      b("discard").textContent = "Remove it and log out";
+    }
     const msg = dlg.querySelector(".logout-msg");
     dlg.addEventListener("close", () => dlg.remove());
     dlg.addEventListener("click", async (e) => {
@@ -228,12 +260,12 @@
             "them on this phone, or try again later.");
         }
       }
-      if (v == "keep" || (v == "send" && m)) { // the server then clears only the HTTP cache
-        await api.keep();
-        form.append(Object.assign(d.createElement("input"), { type: "hidden", name: "keep_unsent", value: "1" }));
-      } else if (v == "discard") await api.discard();
+      if (v == "cancel") return dlg.close();
+      if (v == "discard") await api.discard();
+      const plan = p && (box ? box.checked : v == "keep");
+      if (p && !plan) await later(() => db("meta", (s) => s.delete(PLAN + me()), 1));
       dlg.close();
-      if (v != "cancel") form.confirmedLogout = 1, form.requestSubmit();
+      leave(form, v == "keep" || (v == "send" && m) || plan || api.others);
     });
     d.body.append(dlg);
     dlg.showModal();
@@ -254,6 +286,10 @@
       }
       if ((api.size = await db("queue", (s) => s.count()))) sync();
     });
+    if (!d.querySelector("script[src='/static/js/plan.js']") &&
+        d.querySelector("[data-plan-copy], [data-plan-offline]")) {
+      d.head.append(Object.assign(d.createElement("script"), { src: "/static/js/plan.js" }));
+    }
     for (const f of forms()) {
       if (f.seen) continue;
       if (isNew(f) && !f.elements.client_id.value) freshId(f);
@@ -277,9 +313,12 @@
       later(async () => {
         api.size = await db("queue", (s) => s.count());
         api.drafts = await db("drafts", (s) => s.count());
+        const p = await plans();
+        api.plan = p.includes(PLAN + me());
+        api.others = p.length - api.plan; // someone else's plan copy: theirs to remove
       }).then(() => {
-        if (api.size || api.drafts) return ask(f);
-        f.confirmedLogout = 1, f.requestSubmit();
+        if (api.size || api.drafts || api.plan) return ask(f);
+        leave(f, api.others);
       });
       return;
     }
