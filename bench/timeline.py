@@ -10,8 +10,8 @@ from flask import Blueprint
 from sqlmodel import Session
 
 from kapjournal import db, policy
-from kapjournal.services import accounts, course, entry_forms, journal
-from kapjournal.views import render
+from kapjournal.services import accounts, course, journal
+from kapjournal.views import journal as journal_views
 
 ROUNDS = 40
 
@@ -48,7 +48,8 @@ def seed(app, count: int) -> dict:
 
 
 def add_plaintext_route(app, bodies: dict) -> None:
-    """The same template and grouping, fed from plaintext held in memory (no crypto)."""
+    """The same view, queries and template, fed from plaintext held in memory: no grant join,
+    no key unwrap, no decryption. What differs from /journal is what encryption costs."""
     bp = Blueprint("bench", __name__)
 
     @bp.get("/bench/plain")
@@ -66,15 +67,12 @@ def add_plaintext_route(app, bodies: dict) -> None:
             .where(Entry.author_id == current_user.id)
             .order_by(col(Entry.created_at).desc())
         ).all()
-        items = [journal.Item(entry=e, body=bodies[e.id]) for e in entries]
-        return render(
-            "journal/timeline.html",
-            therapists=[],
-            groups=journal.group_by_session(sessions, items),
-            count=len(items),
-            labels=entry_forms.KIND_LABELS,
-            session_labels=course.KIND_LABELS,
-        )
+        counts = journal.reader_counts(dbs, [e.id for e in entries])
+        items = [
+            journal.Item(entry=e, body=bodies[e.id], reader_count=counts.get(e.id, 1))
+            for e in entries
+        ]
+        return journal_views.timeline_page(journal.group_by_session(sessions, items), items)
 
     app.register_blueprint(bp)
 

@@ -47,11 +47,12 @@ class CryptoError(Exception):
 # --- small helpers -----------------------------------------------------------------------
 
 
+_AD_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_ad(ad: dict) -> bytes:
     """Associated data as canonical JSON: the same dict always gives the same bytes."""
-    return json.dumps(
-        {"fmt": FORMAT_VERSION, **ad}, sort_keys=True, separators=(",", ":"), default=str
-    ).encode()
+    return _AD_JSON.encode({"fmt": FORMAT_VERSION, **ad}).encode()
 
 
 def _hkdf(key: bytes, label: str, length: int = KEY_BYTES) -> bytes:

@@ -915,4 +915,5 @@ def test_demo_clinic_has_a_course_and_the_therapist_sees_only_what_was_shared(ap
         assert words in page
     for words in private:
         assert words not in page
-    assert "3 entries shared with you." in page
+    # The three shared entries and the safety plan (questionnaires are counted apart).
+    assert "4 entries shared with you." in page

@@ -93,7 +93,13 @@ def _wrap_for(entry: Entry, dek: bytes, reader: User) -> bytes:
 
 
 def open_body(
-    entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key, key_cache=None
+    entry: Entry,
+    *,
+    wrapped_key: bytes | None,
+    reader_id,
+    private_key,
+    key_cache=None,
+    live_grant: bool = False,
 ) -> dict:
     """Decrypt an entry for a reader from their grant's wrapped key (`private_key`: raw
     bytes or `crypto.load_private`, or a callable returning it, called only if needed).
@@ -101,11 +107,12 @@ def open_body(
     `key_cache` maps "entry:version" to data keys this device session opened before (kept
     sealed under K_sess, see sessions.key_cache): a hit skips the public-key unwrap. The
     reader must still hold a live grant; a new version has a new key, so a revoked reader's
-    cache opens nothing."""
-    if not wrapped_key:
-        raise EntryUnreadable(str(entry.id))
+    cache opens nothing. `live_grant`: the caller checked the grant is live and did not load
+    its wrapped key, which is then needed only on a cache miss."""
     slot = f"{entry.id}:{entry.version}"
     dek = key_cache.get(slot) if key_cache is not None else None
+    if not wrapped_key and not (live_grant and dek is not None):
+        raise EntryUnreadable(str(entry.id))
     try:
         if dek is None:
             key = private_key() if callable(private_key) else private_key
@@ -357,9 +364,10 @@ def timeline(
 ) -> tuple[list[SessionGroup], list[Item]]:
     """The patient's sessions with the entries `viewer_id` may read, and all those entries.
 
-    A fixed number of queries whatever the number of entries: sessions, entries with the
-    viewer's grant, and reader counts. `private_key` may be a callable (the key is unlocked
-    only if some entry is not in `key_cache`), which `open_body` fills as it goes.
+    A fixed number of queries whatever the number of entries: sessions, entries with whether
+    the viewer's grant is live, the wrapped keys of the entries not in `key_cache` (if any),
+    and reader counts. `private_key` may be a callable (the key is unlocked only if some
+    entry is not in `key_cache`), which `open_body` fills as it goes.
     """
     sessions = list(
         session.exec(
@@ -369,7 +377,7 @@ def timeline(
         )
     )
     query = (
-        select(Entry, Grant.wrapped_key)
+        select(Entry, col(Grant.wrapped_key).is_not(None))
         .join(Grant, Grant.entry_id == Entry.id)
         .where(Entry.author_id == patient.id, Grant.reader_id == viewer_id)
         .order_by(col(Entry.created_at).desc())
@@ -379,7 +387,8 @@ def timeline(
     else:  # questionnaires have their own page (services.measures)
         query = query.where(col(Entry.kind).not_in(MEASURE_KINDS))
     rows = session.exec(query).all()
-    counts = _reader_counts(session, [entry.id for entry, _ in rows])
+    counts = reader_counts(session, [entry.id for entry, _ in rows])
+    wraps = _wraps_not_cached(session, rows, viewer_id, key_cache or {})
     loaded = []
 
     def loaded_key():  # unlocked and expanded once per page, and only on a cache miss
@@ -389,14 +398,15 @@ def timeline(
         return loaded[0]
 
     items = []
-    for entry, wrapped in rows:
+    for entry, live in rows:
         try:
             body = open_body(
                 entry,
-                wrapped_key=wrapped,
+                wrapped_key=wraps.get(entry.id),
                 reader_id=viewer_id,
                 private_key=loaded_key,
                 key_cache=key_cache,
+                live_grant=bool(live),
             )
         except EntryUnreadable:
             body = None
@@ -404,7 +414,22 @@ def timeline(
     return group_by_session(sessions, items), items
 
 
-def _reader_counts(session: Session, entry_ids: list) -> dict:
+def _wraps_not_cached(session: Session, rows, viewer_id, key_cache: dict) -> dict:
+    """The viewer's wrapped keys for live-granted entries whose data key is not cached (a
+    wrap is over 1 KB: on a warm cache none is read)."""
+    missing = [
+        entry.id for entry, live in rows if live and f"{entry.id}:{entry.version}" not in key_cache
+    ]
+    if not missing:
+        return {}
+    query = select(Grant.entry_id, Grant.wrapped_key).where(
+        Grant.reader_id == viewer_id, col(Grant.entry_id).in_(missing)
+    )
+    return dict(session.exec(query).all())
+
+
+def reader_counts(session: Session, entry_ids: list) -> dict:
+    """How many people (the author included) can read each entry."""
     if not entry_ids:
         return {}
     rows = session.exec(
