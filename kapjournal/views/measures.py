@@ -70,46 +70,47 @@ def trends_for(patient: User) -> dict:
     )
     if len(cache) != known:
         sessions.store_key_cache(session=dbs, unlocked=current_user.unlocked, cache=cache)
-    if patient.id != current_user.id:  # what a therapist reads is in the patient's access log
-        for result in (r for rs in found.values() for r in rs if r.body is not None):
-            audit.record(
-                session=dbs,
-                actor_id=current_user.id,
-                action="read",
-                patient_id=patient.id,
-                entry_id=result.entry.id,
-            )
+    if patient.id != current_user.id:
+        _log_reads(patient, [r for rs in found.values() for r in rs if r.body is not None])
     dbs.commit()
     markers = [
         chart.Marker(at=s.scheduled_at, label="Ketamine session")
-        for s in care_sessions(patient)
+        for s in course.sessions_of(session=dbs, patient=patient)
         if s.kind == "ketamine" and s.status != "cancelled" and s.scheduled_at <= utcnow()
     ]
-    scales = []
-    for key, results in found.items():
-        instrument = INSTRUMENTS[key]
-        readable = [r for r in results if r.body is not None]
-        drawn = chart.trend_chart(
-            title=f"{instrument.name} scores over time",
-            max_score=instrument.max_score,
-            bands=list(instrument.bands),
-            points=[chart.Point(at=r.at, score=r.score) for r in readable],
-            markers=markers,
-            zone=viewer_zone(),
-            chart_id=f"chart-{key}",
+    return {"scales": [_scale(INSTRUMENTS[key], rs, markers) for key, rs in found.items()]}
+
+
+def _log_reads(patient: User, results: list[measures.Result]) -> None:
+    """What a therapist reads is in the patient's access log."""
+    for result in results:
+        audit.record(
+            session=db.session(),
+            actor_id=current_user.id,
+            action="read",
+            patient_id=patient.id,
+            entry_id=result.entry.id,
         )
-        progress = instruments.progress([r.score for r in readable])
-        scales.append(
-            {
-                "instrument": instrument,
-                "results": results,
-                "chart": drawn,
-                "progress": progress,
-                "readable": readable,
-                "unreadable": len(results) - len(readable),
-            }
-        )
-    return {"scales": scales}
+
+
+def _scale(instrument: Instrument, results: list[measures.Result], markers) -> dict:
+    readable = [r for r in results if r.body is not None]
+    drawn = chart.trend_chart(
+        title=f"{instrument.name} scores over time",
+        max_score=instrument.max_score,
+        bands=instrument.bands,
+        points=[chart.Point(at=r.at, score=r.score) for r in readable],
+        markers=markers,
+        zone=viewer_zone(),
+        chart_id=f"chart-{instrument.key}",
+    )
+    return {
+        "instrument": instrument,
+        "chart": drawn,
+        "progress": instruments.progress([r.score for r in readable]),
+        "readable": readable,
+        "unreadable": len(results) - len(readable),
+    }
 
 
 def for_therapist(patient: User) -> dict:
@@ -121,10 +122,6 @@ def for_therapist(patient: User) -> dict:
     )
     dbs.commit()
     return {"safety_flags": flags.get(patient.id, []), **trends_for(patient)}
-
-
-def care_sessions(patient: User):
-    return course.sessions_of(session=db.session(), patient=patient)
 
 
 # --- answering ----------------------------------------------------------------------------------
@@ -142,27 +139,26 @@ def answer(key: str):
     step = _step(instrument, values)
     nav = values.get("nav", "save")
     if nav == "switch":  # to the other layout, keeping every answer given so far
-        mode = "one" if mode == "all" else "all"
-        answered = instruments.answers_so_far(instrument, values)
-        step = next(
-            (
-                n
-                for n in range(1, len(instrument.items) + 1)
-                if _name(instrument, n) not in answered
-            ),
-            len(instrument.items) + 1,
+        other = "one" if mode == "all" else "all"
+        return _form(
+            instrument, mode=other, values=values, step=_first_unanswered(instrument, values)
         )
-        return _form(instrument, mode=mode, values=values, step=step)
-    if mode == "one" and nav in ("back", "next"):
-        if nav == "back":
-            return _form(instrument, mode=mode, values=values, step=max(1, step - 1))
-        if values.get(_name(instrument, step), "") not in ("0", "1", "2", "3") and step <= len(
-            instrument.items
-        ):
-            errors = {_name(instrument, step): "Choose one answer."}
+    if mode == "one" and nav == "back":
+        return _form(instrument, mode=mode, values=values, step=max(1, step - 1))
+    if mode == "one" and nav == "next":
+        name = _name(instrument, step)
+        if step <= len(instrument.items) and values.get(name) not in ("0", "1", "2", "3"):
+            errors = {name: "Choose one answer."}
             return _form(instrument, mode=mode, values=values, step=step, errors=errors, status=422)
         return _form(instrument, mode=mode, values=values, step=step + 1)
     return _save(instrument, mode=mode, values=values)
+
+
+def _first_unanswered(instrument: Instrument, values) -> int:
+    """The step of the first question without an answer (the last step if all have one)."""
+    answered = instruments.answers_so_far(instrument, values)
+    count = len(instrument.items)
+    return next((n for n in range(1, count + 1) if f"item-{n}" not in answered), count + 1)
 
 
 def _name(instrument: Instrument, step: int) -> str:
@@ -182,10 +178,7 @@ def _save(instrument: Instrument, *, mode: str, values):
     try:
         body = instruments.parse(instrument, values)
     except ValidationError as exc:
-        first = min(
-            (int(name.split("-")[1]) for name in exc.errors if name.startswith("item-")),
-            default=len(instrument.items) + 1,
-        )
+        first = _first_unanswered(instrument, values)
         return _form(
             instrument, mode=mode, values=values, step=first, errors=exc.errors, status=422
         )
