@@ -6,6 +6,7 @@ import base64
 import uuid
 
 from conftest import login, post
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from kapjournal import crypto, db
@@ -93,3 +94,42 @@ def test_the_cache_ends_with_the_session(app, as_patient, patient):
     assert _devices(app, patient)
     assert post(as_patient, "/logout", token_from="/account").status_code == 303
     assert _devices(app, patient) == []
+
+
+def test_a_cached_key_opens_nothing_once_the_grant_is_no_longer_live(
+    app, as_therapist, patient, therapist
+):
+    entry_id = _write(app, patient, "waiting words", readers=[therapist])
+    assert "waiting words" in as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
+    with app.app_context(), Session(db.engine()) as session:
+        grant = journal.grant_of(session=session, entry_id=entry_id, reader_id=therapist.id)
+        grant.wrapped_key = None  # a grant without a key is not live
+        session.add(grant)
+        session.commit()
+    page = as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
+    assert "waiting words" not in page
+
+
+def test_a_warm_cache_reads_no_wrapped_keys(app, as_patient, patient):
+    for n in range(3):
+        _write(app, patient, f"entry {n}")
+
+    def wraps_read(path: str) -> int:
+        """How many statements of one request load wrapped keys for the timeline."""
+        statements = []
+        with app.app_context():
+            engine = db.engine()
+
+        def seen(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            page = as_patient.get(path).get_data(as_text=True)
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert all(f"entry {n}" in page for n in range(3))
+        return len([s for s in statements if "grant.entry_id, grant.wrapped_key" in s])
+
+    assert wraps_read("/journal") == 1  # cold: the wraps of the three entries, in one query
+    assert wraps_read("/journal") == 0  # warm: the cached keys, and the grant is live
