@@ -660,3 +660,18 @@ def test_the_demo_patient_has_six_results_of_each_showing_response_and_a_safety_
     plan = sam.get("/safety-plan")
     assert "/entries/" in plan.headers["Location"]
     assert "walk to the river" in text_of(sam.get(plan.headers["Location"]))
+
+
+def test_a_deleted_result_is_gone_for_everyone_but_its_safety_flag_stays(
+    app, as_patient, therapist
+):
+    entry_id = answered(as_patient, "phq9", ITEM9)
+    page = as_patient.get(f"/entries/{entry_id}/delete")
+    assert "Delete this PHQ-9 result?" in visible(text_of(page))
+    deleted = submit(as_patient, form_on(page, f"/entries/{entry_id}/delete"))
+    assert deleted.status_code == 303 and deleted.headers["Location"].endswith("/measures")
+    assert as_patient.get(f"/measures/results/{entry_id}").status_code == 404
+    as_therapist = client_for(app, therapist)
+    assert as_therapist.get(f"/measures/results/{entry_id}").status_code == 404
+    home = text_of(as_therapist.get("/home"))
+    assert "Safety flag" in home and f"/measures/results/{entry_id}" not in home

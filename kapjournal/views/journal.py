@@ -284,9 +284,12 @@ def delete_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="delete")
     if request.method == "GET":
-        return render("journal/delete.html", entry=entry, labels=entry_forms.KIND_LABELS)
+        labels = entry_forms.KIND_LABELS | instruments.LABELS
+        return render("journal/delete.html", entry=entry, labels=labels)
     journal.delete(session=dbs, entry=entry, author=_me())
     dbs.commit()
+    if entry.kind in instruments.INSTRUMENTS:
+        return see_other("measures.index")
     return see_other("journal.timeline")
 
 
