@@ -26,7 +26,6 @@ from .. import crypto
 from ..models import (
     MEASURE_KINDS,
     Entry,
-    Grant,
     ItemKey,
     SafetyCheck,
     TreatmentSession,
@@ -96,33 +95,12 @@ class Result:
         return self.entry.created_at
 
 
-def results(
-    *, session: Session, patient: User, viewer_id, private_key, key_cache=None
-) -> dict[str, list[Result]]:
-    """Each instrument's responses `viewer_id` may read, oldest first (one query)."""
-    query = (
-        select(Entry, Grant.wrapped_key)
-        .join(Grant, Grant.entry_id == Entry.id)
-        .where(
-            Entry.author_id == patient.id,
-            Grant.reader_id == viewer_id,
-            col(Entry.kind).in_(MEASURE_KINDS),
-        )
-        .order_by(col(Entry.created_at))
-    )
+def by_instrument(items: list[journal.Item]) -> dict[str, list[Result]]:
+    """Questionnaire responses from a timeline (`journal.timeline` with `MEASURE_KINDS`),
+    each instrument's oldest first."""
     found: dict[str, list[Result]] = {key: [] for key in MEASURE_KINDS}
-    for entry, wrapped in session.exec(query):
-        try:
-            body = journal.open_body(
-                entry,
-                wrapped_key=wrapped,
-                reader_id=viewer_id,
-                private_key=private_key,
-                key_cache=key_cache,
-            )
-        except journal.EntryUnreadable:
-            body = None
-        found[entry.kind].append(Result(entry, INSTRUMENTS[entry.kind], body))
+    for item in sorted(items, key=lambda i: i.entry.created_at):
+        found[item.entry.kind].append(Result(item.entry, INSTRUMENTS[item.entry.kind], item.body))
     return found
 
 

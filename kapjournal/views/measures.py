@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy
-from ..models import Entry, User, utcnow
+from ..models import MEASURE_KINDS, Entry, User, utcnow
 from ..services import (
     accounts,
     audit,
@@ -20,11 +20,10 @@ from ..services import (
     instruments,
     journal,
     measures,
-    sessions,
 )
 from ..services.accounts import ValidationError
 from ..services.instruments import INSTRUMENTS, Instrument
-from . import render, see_other, viewer_zone
+from . import render, see_other, timeline_for, viewer_zone
 
 bp = Blueprint("measures", __name__)
 
@@ -59,17 +58,7 @@ def index():
 def trends_for(patient: User) -> dict:
     """Charts, tables and plain-words progress of each scale the viewer may read."""
     dbs = db.session()
-    cache = sessions.key_cache(current_user.unlocked)
-    known = len(cache)
-    found = measures.results(
-        session=dbs,
-        patient=patient,
-        viewer_id=current_user.id,
-        private_key=current_user.private_key,
-        key_cache=cache,
-    )
-    if len(cache) != known:
-        sessions.store_key_cache(session=dbs, unlocked=current_user.unlocked, cache=cache)
+    found = measures.by_instrument(timeline_for(patient, MEASURE_KINDS)[1])
     if patient.id != current_user.id:
         _log_reads(patient, [r for rs in found.values() for r in rs if r.body is not None])
     dbs.commit()
