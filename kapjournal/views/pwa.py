@@ -47,12 +47,7 @@ def index():
 @bp.get("/help")
 @policy.allow(policy.PUBLIC)
 def help():
-    response = render(
-        "pwa/help.html",
-        clinic_lines=clinic_lines(),
-        default_lines=DEFAULT_CRISIS_LINES,
-        reviewed=CRISIS_LINES_REVIEWED,
-    )
+    response = render("pwa/help.html", reviewed=CRISIS_LINES_REVIEWED)
     response.headers["Cache-Control"] = "no-cache"
     return response
 
