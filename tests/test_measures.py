@@ -70,6 +70,20 @@ def write_plan(client, **overrides) -> uuid.UUID:
     return uuid.UUID(response.headers["Location"].rsplit("/", 1)[1])
 
 
+def ketamine_session(app, patient, therapist, *, in_days: float) -> None:
+    """A ketamine session the therapist scheduled, `in_days` from now (negative: past)."""
+    with database_session(app) as session:
+        course.schedule(
+            session=session,
+            patient=session.get(User, patient.id),
+            created_by=session.get(User, therapist.id),
+            kind="ketamine",
+            when=(utcnow() + timedelta(days=in_days)).isoformat(),
+            zone=UTC,
+        )
+        session.commit()
+
+
 def checked(page: str) -> dict[str, str]:
     """The radio answers checked on a form page, and the hidden ones carried along."""
     found = dict(re.findall(r'name="(item-\d+|difficulty)" value="(\d)" checked', page))
@@ -283,6 +297,11 @@ def test_the_patient_can_turn_the_default_off(app, as_patient, patient):
 
 def test_a_supporter_never_reads_scores_even_when_asked_to(app, as_patient, patient, supporter):
     entry_id = answered(as_patient, "phq9", ITEM9)
+    plan_id = write_plan(as_patient, people="Sue and Sam")
+    # A journal entry offers the supporter; a result offers only the care team.
+    assert "Share with Sue Porter" in visible(text_of(as_patient.get(f"/entries/{plan_id}")))
+    result_page = visible(text_of(as_patient.get(f"/measures/results/{entry_id}")))
+    assert "Sue Porter" not in result_page and "Stop sharing with Dr. Tess Ward" in result_page
     # The share form refuses a supporter, and so does the bulk share on the supporter's page.
     refused = post(
         as_patient, f"/entries/{entry_id}/share", {"reader_id": str(supporter.id)},
@@ -362,16 +381,8 @@ def test_both_are_due_before_each_ketamine_session(app, as_patient, patient, the
     phq, gad = answered(as_patient, "phq9", QUIET), answered(as_patient, "gad7", [0] * 7)
     _age(app, phq, 5)
     _age(app, gad, 0.5)
+    ketamine_session(app, patient, therapist, in_days=2)
     with database_session(app) as session:
-        course.schedule(
-            session=session,
-            patient=session.get(User, patient.id),
-            created_by=session.get(User, therapist.id),
-            kind="ketamine",
-            when=(utcnow() + timedelta(days=2)).isoformat(),
-            zone=UTC,
-        )
-        session.commit()
         due = measures.due(session=session, patient=session.get(User, patient.id))
     # Answered 5 days ago: before the 3-day window of this session; 12 hours ago: within it.
     assert [(d.instrument.key, d.reason) for d in due] == [("phq9", "before your ketamine session")]
@@ -399,16 +410,7 @@ def test_the_chart_is_valid_svg_and_its_table_matches_its_points(
         items = [3] * (total // 3) + [total % 3] + [0] * 9
         entry_id = answered(as_patient, "phq9", items[:9])
         _age(app, entry_id, days)
-    with database_session(app) as session:
-        course.schedule(
-            session=session,
-            patient=session.get(User, patient.id),
-            created_by=session.get(User, therapist.id),
-            kind="ketamine",
-            when=(utcnow() - timedelta(days=15)).isoformat(),
-            zone=UTC,
-        )
-        session.commit()
+    ketamine_session(app, patient, therapist, in_days=-15)
     page = text_of(as_patient.get("/measures"))
     svg = _svg(page, "phq9")
     ns = {"s": "http://www.w3.org/2000/svg"}

@@ -188,33 +188,51 @@ def show_entry(entry_id: uuid.UUID):
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
     if entry.kind in instruments.INSTRUMENTS:  # a questionnaire has its own page
         return see_other("measures.result", entry_id=entry.id)
-    body = _read(entry)
-    mine = entry.author_id == _me().id
-    if not mine:
-        audit.record(
-            session=dbs,
-            actor_id=_me().id,
-            action="read",
-            patient_id=entry.author_id,
-            entry_id=entry.id,
-        )
-        dbs.commit()
-    readers = journal.readers_of(session=dbs, entry=entry) if mine else []
-    reader_ids = {u.id for u, _ in readers}
-    addable = [(u, n) for u, n in _share_choices() if u.id not in reader_ids] if mine else []
+    body, mine = read_as_viewer(entry)
     return render(
         "journal/entry.html",
         entry=entry,
         body=body,
         mine=mine,
-        readers=[(u, accounts.name_of(u), pending) for u, pending in readers],
-        addable=addable,
+        **(sharing_of(entry) if mine else {}),
         labels=entry_forms.KIND_LABELS,
         moods=dict(entry_forms.MOODS),
         events=_events(entry.id) if mine else [],
         author_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
         **workspace_views.patient_entry_notes(entry, body),
     )
+
+
+def read_as_viewer(entry) -> tuple[dict, bool]:
+    """The entry's body for the current user, and whether it is their own; a read of someone
+    else's words goes into that patient's access log."""
+    body = _read(entry)
+    mine = entry.author_id == _me().id
+    if not mine:
+        audit.record(
+            session=db.session(),
+            actor_id=_me().id,
+            action="read",
+            patient_id=entry.author_id,
+            entry_id=entry.id,
+        )
+        db.session().commit()
+    return body, mine
+
+
+def sharing_of(entry) -> dict:
+    """Who reads the author's entry (with pending invitees), and whom they may still add:
+    their therapists and supporters, or only the therapists for a questionnaire."""
+    readers = journal.readers_of(session=db.session(), entry=entry)
+    taken = {u.id for u, _ in readers}
+    if policy.may_share_kind_with_supporters(entry.kind):
+        choices = _share_choices()
+    else:
+        choices = _possible_readers()
+    return {
+        "readers": [(u, accounts.name_of(u), pending) for u, pending in readers],
+        "addable": [(u, n) for u, n in choices if u.id not in taken],
+    }
 
 
 def _read(entry) -> dict:

@@ -23,6 +23,7 @@ from ..services import (
 )
 from ..services.accounts import ValidationError
 from ..services.instruments import INSTRUMENTS, Instrument
+from . import journal as journal_views
 from . import render, see_other, timeline_for, viewer_zone
 
 bp = Blueprint("measures", __name__)
@@ -220,19 +221,7 @@ def result(entry_id: uuid.UUID):
     if entry.kind not in INSTRUMENTS:
         abort(404)
     instrument = INSTRUMENTS[entry.kind]
-    body = journal.read(
-        session=dbs, entry=entry, reader_id=_me().id, private_key=current_user.private_key()
-    )
-    mine = entry.author_id == _me().id
-    if not mine:
-        audit.record(
-            session=dbs,
-            actor_id=_me().id,
-            action="read",
-            patient_id=entry.author_id,
-            entry_id=entry.id,
-        )
-        dbs.commit()
+    body, mine = journal_views.read_as_viewer(entry)
     safety = mine and instruments.needs_safety_response(instrument, body["items"])
     return render(
         "measures/result.html",
@@ -243,22 +232,13 @@ def result(entry_id: uuid.UUID):
         mine=mine,
         safety=safety,
         plan=safety_plan_of(_me()) if safety else None,
-        **(_sharing(entry) if mine else {}),
+        **(journal_views.sharing_of(entry) if mine else {}),
+        has_care_team=mine and bool(care.therapists_of(session=dbs, patient=_me())),
         patient_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
         answer_labels=dict(instruments.ANSWERS),
         difficulty_labels=dict(instruments.DIFFICULTY_ANSWERS),
         difficulty_question=instruments.DIFFICULTY_QUESTION,
     )
-
-
-def _sharing(entry: Entry) -> dict:
-    """Who reads the patient's own result, and which therapists they may still add."""
-    dbs = db.session()
-    readers = [(u, accounts.name_of(u)) for u, _ in journal.readers_of(session=dbs, entry=entry)]
-    therapists = care.therapists_of(session=dbs, patient=_me())
-    ids = {u.id for u, _ in readers}
-    addable = [(t, accounts.name_of(t)) for t in therapists if t.id not in ids]
-    return {"readers": readers, "addable": addable, "has_care_team": bool(therapists)}
 
 
 # --- the safety plan ----------------------------------------------------------------------------
