@@ -5,6 +5,7 @@ skipped, and the rest of the suite runs as usual."""
 from __future__ import annotations
 
 import threading
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -70,10 +71,41 @@ def live_app(make_app):
     return make_app()
 
 
+class Gateway:
+    """What stands between the phone and the app, like a reverse proxy: it passes every
+    request through, except POSTs to the paths in `down`, which it answers with that status
+    (502, 503) without the app seeing them, as a proxy does when the app behind it is down.
+
+    Outside the browser on purpose: Chromium's request interception (Playwright's `route`)
+    now and then misses requests from a page whose service worker has just taken control."""
+
+    def __init__(self, app):
+        self.app = app
+        self.down: dict[str, int] = {}
+
+    def __call__(self, environ, start_response):
+        status = self.down.get(environ.get("PATH_INFO", ""))
+        if status is None or environ["REQUEST_METHOD"] != "POST":
+            return self.app(environ, start_response)
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        body = b"The server is not answering."
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
 @pytest.fixture
-def live_server(live_app):
-    """`http://127.0.0.1:PORT` serving `live_app` from a daemon thread."""
-    server = make_server("127.0.0.1", 0, live_app, threaded=True)
+def gateway(live_app):
+    """The proxy in front of `live_app`: `gateway.down["/entries/new"] = 503` until deleted."""
+    return Gateway(live_app)
+
+
+@pytest.fixture
+def live_server(gateway):
+    """`http://127.0.0.1:PORT` serving `live_app` (behind `gateway`) from a daemon thread."""
+    server = make_server("127.0.0.1", 0, gateway, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:

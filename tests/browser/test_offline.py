@@ -31,6 +31,7 @@ try:
 except ImportError:  # the conftest skips these tests
     expect = None
 
+NEW_ENTRY = "/entries/new"
 OFFLINE_SAVED = "Saved on this phone. It will be sent when you're back online."
 
 # What drafts.js keeps: counts, and every record with its binary parts as base64.
@@ -303,7 +304,7 @@ def test_double_tap_or_the_same_entry_arriving_three_times_at_once_makes_one_ent
     wait_for_texts(live_app, patient, ["Tapped twice.", "Three at once"])
 
 
-def test_words_survive_a_server_error_and_are_sent_on_the_next_page(live_app, phone):
+def test_words_survive_a_server_error_and_are_sent_on_the_next_page(live_app, gateway, phone):
     patient, _ = patient_and_therapist(live_app)
     words = "Saffron harbour after rain"
     page = phone.new_page()
@@ -311,56 +312,45 @@ def test_words_survive_a_server_error_and_are_sent_on_the_next_page(live_app, ph
     page.get_by_role("link", name="Write a reflection").click()
     page.get_by_label("Whatever comes to mind").fill(words)
 
-    def fail_posts(route):
-        if route.request.method == "POST":
-            route.fulfill(status=502, body="Bad gateway")
-        else:
-            route.continue_()
-
-    page.route("**/entries/new", fail_posts)
-    page.get_by_role("button", name="Save").click()
+    gateway.down[NEW_ENTRY] = 502
+    save_when_ready(page)
     expect(queue_note(page)).to_have_text(
         "Saved on this phone. It could not be sent yet; it will be tried again."
     )
     page.goto("/journal")  # the next page load tries again: the server still fails
     expect(queue_note(page)).to_contain_text("could not be sent yet")
     assert_queue_is_encrypted(page, words)
-    page.unroute("**/entries/new")  # the server is back: the page tries again by itself
+    del gateway.down[NEW_ENTRY]  # the server is back: the page tries again by itself
     expect(queue_note(page)).to_have_text("Sent. It is in your journal. Open it", timeout=10_000)
     wait_for_texts(live_app, patient, [words])
 
 
-class FailingServer:
-    """New entries fail with a 503 while `failing` (the server is down)."""
-
-    def __init__(self, page):
-        self.failing = True
-        page.route("**/entries/new", self.handle)
-
-    def handle(self, route):
-        if self.failing and route.request.method == "POST":
-            route.fulfill(status=503)
-        else:
-            route.continue_()
+def save_when_ready(page) -> None:
+    """Tap Save once the page's scripts have taken over the form (drafts.js is loaded), as
+    they have long before a person has finished typing."""
+    page.wait_for_function("() => 'kapjournalQueue' in window")
+    page.get_by_role("button", name="Save").click()
 
 
-def queue_an_unsent_entry(page, words: str) -> FailingServer:
-    """An entry that cannot be sent yet; then the journal page."""
-    server = FailingServer(page)
+def queue_an_unsent_entry(page, gateway, words: str) -> None:
+    """With the server down (a 503 for new entries until `gateway.down` is emptied), an
+    entry that cannot be sent yet; then the journal page."""
+    gateway.down[NEW_ENTRY] = 503
     page.get_by_role("link", name="Write a reflection").click()
     page.get_by_label("Whatever comes to mind").fill(words)
-    page.get_by_role("button", name="Save").click()
+    save_when_ready(page)
     expect(queue_note(page)).to_contain_text("Saved on this phone.")
     page.goto("/journal")
     expect(queue_note(page)).to_contain_text("Saved on this phone.")
-    return server
 
 
 def logout_dialog(page):
     return page.get_by_role("dialog", name="You have 1 unsent entry on this phone")
 
 
-def test_logout_with_an_unsent_entry_can_keep_it_for_its_writers_next_login(live_app, phone):
+def test_logout_with_an_unsent_entry_can_keep_it_for_its_writers_next_login(
+    live_app, gateway, phone
+):
     patient, therapist = patient_and_therapist(live_app)
     other = make_user(
         live_app, role="patient", email="bea@example.org", name="Bea", invited_by=therapist
@@ -368,7 +358,7 @@ def test_logout_with_an_unsent_entry_can_keep_it_for_its_writers_next_login(live
     words = "Cobalt meadow whispering"
     page = phone.new_page()
     log_in(page, patient.email)
-    server = queue_an_unsent_entry(page, words)
+    queue_an_unsent_entry(page, gateway, words)
     nav(page).get_by_role("button", name="Log out").click()
     dialog = logout_dialog(page)
     expect(dialog).to_be_visible()
@@ -388,7 +378,7 @@ def test_logout_with_an_unsent_entry_can_keep_it_for_its_writers_next_login(live
     assert len(queue["queue"]) == 1 and queue["drafts"] == []
     assert words.split()[0] not in str(stored)
 
-    server.failing = False
+    del gateway.down[NEW_ENTRY]
     # Someone else logs in on this phone: the entry is not theirs and is not sent.
     log_in(page, other.email)
     expect(heading(page)).to_have_text("Your journal")
@@ -405,13 +395,13 @@ def test_logout_with_an_unsent_entry_can_keep_it_for_its_writers_next_login(live
     assert texts_on_server(live_app, other) == []
 
 
-def test_logout_can_send_first_or_discard_unsent_entries(live_app, phone):
+def test_logout_can_send_first_or_discard_unsent_entries(live_app, gateway, phone):
     patient, _ = patient_and_therapist(live_app)
     page = phone.new_page()
     log_in(page, patient.email)
-    server = queue_an_unsent_entry(page, "Sent before leaving")
+    queue_an_unsent_entry(page, gateway, "Sent before leaving")
     nav(page).get_by_role("button", name="Log out").click()
-    server.failing = False  # the server is back
+    del gateway.down[NEW_ENTRY]  # the server is back
     with page.expect_response(lambda r: r.url.endswith("/logout")) as logout:
         logout_dialog(page).get_by_role("button", name="Send them first").click()
     assert logout.value.all_headers()["clear-site-data"] == '"cache", "storage"'
@@ -419,13 +409,13 @@ def test_logout_can_send_first_or_discard_unsent_entries(live_app, phone):
     wait_for_texts(live_app, patient, ["Sent before leaving"])
 
     log_in(page, patient.email)
-    queue_an_unsent_entry(page, "Thrown away on purpose")
+    queue_an_unsent_entry(page, gateway, "Thrown away on purpose")
     # Logging this device out from the account page asks the same question.
     nav(page).get_by_role("link", name="Account").click()
     page.locator("form[data-logout]").get_by_role("button", name="Log out").click()
     logout_dialog(page).get_by_role("button", name="Discard them").click()
     expect(heading(page)).to_have_text("Log in")
-    page.unroute("**/entries/new")
+    del gateway.down[NEW_ENTRY]
     log_in(page, patient.email)
     expect(heading(page)).to_have_text("Your journal")
     expect(queue_note(page)).to_have_count(0)

@@ -24,6 +24,7 @@ from kapjournal.services import care, journal, push
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, PHONE
 from .test_journal_journey import patient_and_therapist, schedule_ketamine_session
+from .test_offline import queue_an_unsent_entry
 from .test_registration import assert_fits_the_screen, heading, log_in, nav
 
 try:
@@ -222,7 +223,7 @@ def test_no_accessibility_violations_on_any_patient_page_in_light_and_dark_mode(
     assert len(set(seen)) >= 25
 
 
-def test_logout_question_and_offline_pages_are_accessible(live_app, new_context):
+def test_logout_question_and_offline_pages_are_accessible(live_app, gateway, new_context):
     patient, _ = patient_and_therapist(live_app)
     context = new_context(**PHONE)
     page = context.new_page()
@@ -231,17 +232,7 @@ def test_logout_question_and_offline_pages_are_accessible(live_app, new_context)
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     axe = Axe()
     # An entry the server does not take yet, then logout: the question.
-    page.route(
-        "**/entries/new",
-        lambda route: (
-            route.fulfill(status=503) if route.request.method == "POST" else route.continue_()
-        ),
-    )
-    page.get_by_role("link", name="Write a reflection").click()
-    page.get_by_label("Whatever comes to mind").fill("Kept for later.")
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("#queue-note")).to_be_visible()
-    page.goto("/journal")
+    queue_an_unsent_entry(page, gateway, "Kept for later.")
     nav(page).get_by_role("button", name="Log out").click()
     dialog = page.get_by_role("dialog", name="You have 1 unsent entry on this phone")
     expect(dialog).to_be_visible()

@@ -194,7 +194,7 @@ def test_another_person_on_the_same_phone_never_sees_the_copy(live_app, phone):
     expect_the_copy(open_help(page), PLAN)
 
 
-def test_logout_asks_whether_to_keep_the_copy(live_app, phone):
+def test_logout_asks_whether_to_keep_the_copy(live_app, gateway, phone):
     patient, _ = patient_and_therapist(live_app)
     page = phone.new_page()
     log_in(page, patient.email)
@@ -221,7 +221,7 @@ def test_logout_asks_whether_to_keep_the_copy(live_app, phone):
     page.goto("/safety-plan")
     keep_a_copy(page)
     page.goto("/journal")
-    queue_an_unsent_entry(page, "Lantern moss at dusk")
+    queue_an_unsent_entry(page, gateway, "Lantern moss at dusk")
     nav(page).get_by_role("button", name="Log out").click()
     dialog = page.get_by_role("dialog", name="You have 1 unsent entry on this phone")
     keep = dialog.get_by_label("Also keep the copy of my safety plan on this phone")
@@ -237,7 +237,7 @@ def test_logout_asks_whether_to_keep_the_copy(live_app, phone):
     # Unticked, the copy goes; the entry stays.
     log_in(page, patient.email)
     expect(heading(page)).to_have_text("Your journal")
-    queue_an_unsent_entry(page, "Heron at the weir")
+    queue_an_unsent_entry(page, gateway, "Heron at the weir")
     nav(page).get_by_role("button", name="Log out").click()
     dialog = page.get_by_role("dialog", name="You have 1 unsent entry on this phone")
     dialog.get_by_label("Also keep the copy of my safety plan on this phone").uncheck()
