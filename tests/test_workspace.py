@@ -750,6 +750,9 @@ def test_a_practice_reaches_the_patients_home_they_tick_days_and_the_therapist_s
     assert made.status_code == 303
     with database(app) as session:
         practice = session.exec(select(Practice)).one()
+        practice.created_at = utcnow() - timedelta(days=3)  # recorded a few days ago
+        session.add(practice)
+        session.commit()
 
     as_patient = client_for(app, patient)
     home = as_patient.get("/journal").get_data(as_text=True)
@@ -787,6 +790,33 @@ def test_a_practice_reaches_the_patients_home_they_tick_days_and_the_therapist_s
     )
     assert ended.status_code == 303
     assert "Ten minutes outside" not in text_of(as_patient.get("/journal"))
+
+
+def test_a_practice_cannot_be_ticked_for_a_day_before_it_was_recorded(app, therapist, patient):
+    as_therapist = client_for(app, therapist)
+    record_practice(as_therapist, patient, what="Breathe slowly")
+    with database(app) as session:
+        practice = session.exec(select(Practice)).one()
+        practice.created_at = utcnow() - timedelta(days=2)
+        session.add(practice)
+        session.commit()
+    as_patient = client_for(app, patient)
+    home = as_patient.get("/journal").get_data(as_text=True)
+    today = datetime.now(UTC).date()
+    offered = re.findall(r'<option value="(\d{4}-\d\d-\d\d)"', home)
+    assert offered == [(today - timedelta(days=n)).isoformat() for n in (1, 2)]
+    tick = f"/practices/{practice.id}/tick"
+    for n in (1, 3):
+        day = (today - timedelta(days=n)).isoformat()
+        post(as_patient, tick, {"day": day, "done": "1"}, token_from="/journal")
+    with database(app) as session:
+        assert list(session.exec(select(PracticeCheck.day))) == [today - timedelta(days=1)]
+    assert "done on 1 day since" in text_of(as_therapist.get(f"/patients/{patient.id}"))
+
+    # Recorded today: only today, and no "another day" to choose.
+    record_practice(as_therapist, patient, what="Stretch")
+    home = as_patient.get("/journal").get_data(as_text=True)
+    assert home.count("Another day") == 1
 
 
 # --- the access log --------------------------------------------------------------------------

@@ -124,6 +124,7 @@ def _workspace(session: Session, patient, therapist, *, private_key: bytes) -> s
             "why": "Your intention was to meet grief with curiosity; the walks give it room.",
         },
     )
+    practice.created_at = utcnow() - timedelta(days=5)  # in the last integration session
     today = utcnow().date()
     for days_ago in (1, 3):
         practices.tick(session=session, practice=practice, day=today - timedelta(days=days_ago))

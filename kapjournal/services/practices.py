@@ -114,9 +114,11 @@ def untick(*, session: Session, practice: Practice, day: date) -> None:
         session.delete(check)
 
 
-def tickable_days(today: date) -> list[date]:
-    """Today and the days before it a patient may still tick, newest first."""
-    return [today - timedelta(days=n) for n in range(TICK_BACK_DAYS + 1)]
+def tickable_days(today: date, *, started: date) -> list[date]:
+    """The days a patient may tick, newest first: today, and the days before it back to a
+    week ago, but none before the practice was recorded (`started`, in the patient's zone)."""
+    earliest = max(started, today - timedelta(days=TICK_BACK_DAYS))
+    return [today - timedelta(days=n) for n in range(max((today - earliest).days, 0) + 1)]
 
 
 @dataclass

@@ -54,13 +54,16 @@ def viewer_zone() -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
-    """Jinja filter: a stored UTC time in the viewer's zone."""
-    if value is None:
-        return ""
+def in_viewer_zone(value: datetime) -> datetime:
+    """A stored UTC time (naive or aware) in the viewer's zone."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(viewer_zone()).strftime(fmt)
+    return value.astimezone(viewer_zone())
+
+
+def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
+    """Jinja filter: a stored UTC time in the viewer's zone."""
+    return "" if value is None else in_viewer_zone(value).strftime(fmt)
 
 
 def init_app(app) -> None:

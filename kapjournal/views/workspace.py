@@ -24,7 +24,7 @@ from ..services import (
     workspace,
 )
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, viewer_zone
+from . import form_text, in_viewer_zone, render, see_other, viewer_zone
 from . import measures as measures_views
 from .auth import safe_next
 
@@ -455,12 +455,11 @@ def tick(practice_id: uuid.UUID):
     practice = policy.get_practice_for(
         session=dbs, user=_me(), practice_id=practice_id, need="tick"
     )
-    today = datetime.now(viewer_zone()).date()
     try:
         day = date.fromisoformat(form_text("day", 20))
     except ValueError:
-        day = today
-    if day in practices.tickable_days(today) and practice.ended_at is None:
+        day = None
+    if day in _tickable_days(practice) and practice.ended_at is None:
         if _flag("done"):
             practices.tick(session=dbs, practice=practice, day=day)
         else:
@@ -504,6 +503,13 @@ def remove_therapist(therapist_id: uuid.UUID):
     return see_other("journal.timeline")
 
 
+def _tickable_days(practice) -> list[date]:
+    """The days the patient may tick this practice, in their zone, newest first."""
+    return practices.tickable_days(
+        datetime.now(viewer_zone()).date(), started=in_viewer_zone(practice.created_at).date()
+    )
+
+
 # --- for the patient's own pages (views.journal) ---------------------------------------------
 
 
@@ -524,7 +530,7 @@ def patient_home(items) -> dict:
         "practices": found,
         "shared_notes": notes,
         "today": today,
-        "tick_days": practices.tickable_days(today),
+        "tick_days": {p.id: _tickable_days(p.practice) for p in found},
         "authors": _authors(notes),
         "note_counts": annotations.counts_by_entry(
             session=dbs, entry_ids=[i.entry.id for i in items], reader_id=me.id
