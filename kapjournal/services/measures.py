@@ -8,8 +8,12 @@ when a questionnaire is due without opening anything.
 After every PHQ-9 a SafetyCheck is written for the care team, whatever the answers: item 9
 and the score under its own data key, wrapped to each therapist. A therapist's caseload opens
 the checks still open: one without a flag is marked seen there and then, one with a flag
-stays until a therapist acknowledges it. Both are logged the same way, so neither the tables
-nor the access log tell a flag from a routine check.
+stays until a therapist acknowledges it. Both leave the same row and the same one access-log
+event, so once a flag is acknowledged neither the tables nor the log tell it from a routine
+check. While it waits, they do: a check still open after a therapist has looked at the
+caseload is, to someone holding a dump, a flag. The acknowledgement must be in the patient's
+access log, whose rows are clear metadata (DESIGN §2), so this window cannot be hidden
+without hiding the acknowledgement too; it lasts until a therapist acknowledges.
 """
 
 from __future__ import annotations
