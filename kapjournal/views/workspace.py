@@ -448,6 +448,13 @@ def end_practice(practice_id: uuid.UUID):
     return _back(url_for("patients.show", patient_id=practice.patient_id))
 
 
+def _tickable_days(practice) -> list[date]:
+    """The days the patient may tick this practice, in their zone, newest first."""
+    return practices.tickable_days(
+        datetime.now(viewer_zone()).date(), started=in_viewer_zone(practice.created_at).date()
+    )
+
+
 @bp.post("/practices/<uuid:practice_id>/tick")
 @policy.allow("patient")
 def tick(practice_id: uuid.UUID):
@@ -501,13 +508,6 @@ def remove_therapist(therapist_id: uuid.UUID):
     )
     dbs.commit()
     return see_other("journal.timeline")
-
-
-def _tickable_days(practice) -> list[date]:
-    """The days the patient may tick this practice, in their zone, newest first."""
-    return practices.tickable_days(
-        datetime.now(viewer_zone()).date(), started=in_viewer_zone(practice.created_at).date()
-    )
 
 
 # --- for the patient's own pages (views.journal) ---------------------------------------------
