@@ -154,6 +154,16 @@ def record_practice(client, patient: Persona, **fields):
     return post(client, f"/patients/{patient.id}/practices", fields, token_from=path)
 
 
+def recorded_days_ago(app, days: int) -> Practice:
+    """The patient's only practice, as if the therapist had recorded it `days` ago."""
+    with database(app) as session:
+        practice = session.exec(select(Practice)).one()
+        practice.created_at = utcnow() - timedelta(days=days)
+        session.add(practice)
+        session.commit()
+        return practice
+
+
 def normalized(response) -> str:
     return TOKEN_VALUE.sub(r"\1\2", response.get_data(as_text=True))
 
@@ -748,11 +758,7 @@ def test_a_practice_reaches_the_patients_home_they_tick_days_and_the_therapist_s
         why="Room for curiosity",
     )  # fmt: skip
     assert made.status_code == 303
-    with database(app) as session:
-        practice = session.exec(select(Practice)).one()
-        practice.created_at = utcnow() - timedelta(days=3)  # recorded a few days ago
-        session.add(practice)
-        session.commit()
+    practice = recorded_days_ago(app, 3)
 
     as_patient = client_for(app, patient)
     home = as_patient.get("/journal").get_data(as_text=True)
@@ -795,11 +801,7 @@ def test_a_practice_reaches_the_patients_home_they_tick_days_and_the_therapist_s
 def test_a_practice_cannot_be_ticked_for_a_day_before_it_was_recorded(app, therapist, patient):
     as_therapist = client_for(app, therapist)
     record_practice(as_therapist, patient, what="Breathe slowly")
-    with database(app) as session:
-        practice = session.exec(select(Practice)).one()
-        practice.created_at = utcnow() - timedelta(days=2)
-        session.add(practice)
-        session.commit()
+    practice = recorded_days_ago(app, 2)
     as_patient = client_for(app, patient)
     home = as_patient.get("/journal").get_data(as_text=True)
     today = datetime.now(UTC).date()

@@ -76,8 +76,10 @@ class Gateway:
     request through, except POSTs to the paths in `down`, which it answers with that status
     (502, 503) without the app seeing them, as a proxy does when the app behind it is down.
 
-    Outside the browser on purpose: Chromium's request interception (Playwright's `route`)
-    now and then misses requests from a page whose service worker has just taken control."""
+    Outside the browser on purpose: under load, Playwright's `route` (page or context) was
+    seen to let every request of a page through unrouted, each time just after the page's
+    service worker had first installed; a real socket in front of the app does not depend
+    on the browser's request interception."""
 
     def __init__(self, app):
         self.app = app
