@@ -43,11 +43,10 @@ class User(SQLModel, table=True):
     private_wrapped: bytes = _blob()  # under K_wrap (password), then the KEK
     recovery_wrapped: bytes = _blob()  # under the recovery-code key, then the KEK
     recovery_confirmed_at: datetime | None = None
-    # Two-factor login (TOTP, RFC 6238): the secret under the KEK; backup codes only as
-    # SHA-256 hashes; the last accepted time step, so a code cannot be replayed.
+    # Two-factor login (TOTP, RFC 6238): the secret under the KEK; the last accepted time
+    # step, so a code cannot be replayed (backup codes: BackupCode rows).
     totp_secret_enc: bytes | None = _blob(nullable=True)
     totp_confirmed_at: datetime | None = None
-    totp_backup_hashes: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     totp_last_step: int | None = None
     # Entry kinds shared with the care team when written, e.g. {"reflection": true}.
     share_defaults: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -182,6 +181,60 @@ class AuditEvent(SQLModel, table=True):
     mac: bytes = _blob()
 
 
+class AuditHead(SQLModel, table=True):
+    """The access log's newest event, kept apart from the rows: a KEK-keyed MAC over the last
+    sequence number and that row's MAC. Deleting the newest rows (or all of them) no longer
+    goes unnoticed: `audit verify` compares the chain's end with this anchor. One row."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int
+    last_mac: bytes = _blob()
+    kek_id: str = Field(max_length=64)
+    mac: bytes = _blob()
+
+
+class ReadTally(SQLModel, table=True):
+    """Reads of one item by one reader on one day. The first is an access-log event; later
+    ones only raise `count` here, so the log says what a person did, not how often a page
+    was drawn. `subject_id` is the entry (or, for reading practices and notes, the patient)."""
+
+    __tablename__ = "read_tally"
+    __table_args__ = (UniqueConstraint("reader_id", "subject_id", "action", "day"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    reader_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    subject_id: uuid.UUID
+    action: str = Field(max_length=32)
+    day: date
+    count: int = 1
+    event_seq: int | None = None  # the access-log event of the first read that day
+
+
+class BackupCode(SQLModel, table=True):
+    """A single-use two-step login backup code, only as its SHA-256. Using one deletes its
+    row; of two requests with the same code only one deletes it."""
+
+    __tablename__ = "backup_code"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    code_hash: str = Field(max_length=64)
+
+
+class ClinicSetup(SQLModel, table=True):
+    """Written once, with the clinic owner's account: its fixed id means that of two set-ups
+    racing on an empty database, only one can commit."""
+
+    __tablename__ = "clinic_setup"
+
+    id: int = Field(default=1, primary_key=True)
+    done_at: datetime = Field(default_factory=utcnow)
+
+
 class PendingShare(SQLModel, table=True):
     """An entry the patient chose for someone invited but not yet registered (no key yet).
     Becomes a Grant when they join, wrapped on the patient's next request (DESIGN §3 flow 10)."""
@@ -229,6 +282,9 @@ class Annotation(SQLModel, table=True):
     version: int = 1
     body_blob: bytes = _blob()
     reply_blob: bytes | None = _blob(nullable=True)
+    # The quoted passage of the entry, sealed under the entry's own data key (not the note's),
+    # so whoever loses the entry loses the quote with it; re-sealed with each entry version.
+    quote_blob: bytes | None = _blob(nullable=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -8,12 +8,17 @@ import os
 import re
 import secrets
 import tempfile
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
+from werkzeug.serving import make_server
 
 from kapjournal import create_app, crypto, db
 from kapjournal.models import User
@@ -298,3 +303,83 @@ def as_therapist(app, therapist):
     client = app.test_client()
     login(client, therapist)
     return client
+
+
+# --- a real server, for what only parallel requests can show -------------------------------------
+
+
+@contextmanager
+def serving(app):
+    """`http://127.0.0.1:PORT` serving `app` from a threaded server (one thread per request)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_url(app):
+    """The test app on a real socket (same database as the `app` fixture)."""
+    with serving(app) as url:
+        yield url
+
+
+class WebClient:
+    """One person's browser without the browser: cookies, CSRF tokens, real HTTP."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self.http.get(self.base_url + path, allow_redirects=False, timeout=60, **kw)
+
+    def token(self, path: str) -> str:
+        match = _CSRF.search(self.get(path).text)
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def post(self, path: str, data: dict | None = None, *, token: str | None = None, **kw):
+        """POST a form; `token`: a CSRF token fetched earlier (so parallel posts share one)."""
+        data = dict(data or {})
+        data.setdefault("csrf_token", token or self.token(path))
+        return self.http.post(
+            self.base_url + path, data=data, allow_redirects=False, timeout=60, **kw
+        )
+
+    def login(self, persona: Persona, app=None) -> requests.Response:
+        """Log in, answering the two-step code step when the persona has a secret."""
+        data = {"email": persona.email, "password": persona.password}
+        response = self.post("/login", data, token=self.token("/login"))
+        assert response.status_code == 303, response.text[:500]
+        step = response.headers["Location"]
+        if persona.totp_secret and step.startswith("/mfa/verify") and app is not None:
+            response = self.post(step, {"code": fresh_totp_code(app, persona)})
+            assert response.status_code == 303, response.text[:500]
+        return response
+
+
+def in_parallel(count: int, action: Callable[[int], object]) -> list:
+    """Run `action(0..count-1)` in `count` threads released at the same instant; their results
+    (or the exceptions they raised) in order."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = action(index)
+        except Exception as exc:  # reported to the test, which decides
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results

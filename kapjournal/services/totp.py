@@ -17,9 +17,10 @@ import time
 from urllib.parse import quote, urlencode
 
 import segno
-from sqlmodel import Session
+from sqlalchemy import delete, or_, update
+from sqlmodel import Session, func, select
 
-from ..models import User, utcnow
+from ..models import BackupCode, User, utcnow
 from . import accounts
 
 STEP_SECONDS = 30
@@ -138,7 +139,9 @@ def new_backup_codes(*, session: Session, user: User) -> list[str]:
     for _ in range(BACKUP_CODE_COUNT):
         raw = secrets.token_hex(5)
         codes.append(f"{raw[:5]}-{raw[5:]}")
-    user.totp_backup_hashes = [_hash_backup(code) for code in codes]
+    session.exec(delete(BackupCode).where(BackupCode.user_id == user.id))
+    for code in codes:
+        session.add(BackupCode(user_id=user.id, code_hash=_hash_backup(code)))
     session.add(user)
     return codes
 
@@ -177,8 +180,8 @@ def turn_off(*, session: Session, user: User) -> None:
     """Forget the secret and the backup codes."""
     user.totp_secret_enc = None
     user.totp_confirmed_at = None
-    user.totp_backup_hashes = []
     user.totp_last_step = None
+    session.exec(delete(BackupCode).where(BackupCode.user_id == user.id))
     session.add(user)
 
 
@@ -188,7 +191,11 @@ def _digits(code: str) -> str:
 
 def verify(*, session: Session, user: User, code: str, now: float | None = None) -> str | None:
     """Check a login code: a TOTP code not used before, or an unused backup code (which is
-    then used up). Returns "totp" or "backup", or None. The caller commits."""
+    then used up). Returns "totp" or "backup", or None. The caller commits.
+
+    Each is one conditional statement that only one request can win, so the same code sent
+    by several requests at once is accepted once: the time step moves forward only if it is
+    still behind, and a backup code's row is deleted only by whoever deletes it first."""
     if not enabled(user):
         return None
     typed = _digits(code)
@@ -196,17 +203,29 @@ def verify(*, session: Session, user: User, code: str, now: float | None = None)
         step = _matching_step(secret_of(user), typed, user.totp_last_step, now)
         if step is None:
             return None
+        won = session.exec(
+            update(User)
+            .where(
+                User.id == user.id,
+                or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            return None
         user.totp_last_step = step
-        session.add(user)
         return "totp"
-    wanted = _hash_backup(typed)
-    remaining = [h for h in user.totp_backup_hashes if not hmac.compare_digest(h, wanted)]
-    if len(remaining) == len(user.totp_backup_hashes) or not _normal_backup(typed):
+    if not _normal_backup(typed):
         return None
-    user.totp_backup_hashes = remaining
-    session.add(user)
-    return "backup"
+    used = session.exec(
+        delete(BackupCode).where(
+            BackupCode.user_id == user.id, BackupCode.code_hash == _hash_backup(typed)
+        )
+    ).rowcount
+    return "backup" if used == 1 else None
 
 
-def backup_codes_left(user: User) -> int:
-    return len(user.totp_backup_hashes or [])
+def backup_codes_left(*, session: Session, user: User) -> int:
+    query = select(func.count()).select_from(BackupCode).where(BackupCode.user_id == user.id)
+    return session.exec(query).one()

@@ -131,7 +131,7 @@ def _index_page(*, errors=None, status=200):
         "mfa/index.html",
         enabled=totp.enabled(user),
         required=totp.required(user),
-        left=totp.backup_codes_left(user),
+        left=totp.backup_codes_left(session=db.session(), user=user),
         errors=errors or {},
         status=status,
     )
