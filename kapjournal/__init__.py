@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from flask import Flask, current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from . import crypto, db, login, policy
@@ -29,7 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
     crypto.check_available()
     app = Flask(
         __name__,
-        instance_path=str(ROOT / "instance"),
+        instance_path=str((config or {}).get("INSTANCE_PATH") or ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
@@ -38,6 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
     config_module.finalize(settings, Path(app.instance_path))
     app.config.update(settings)
     crypto.set_argon2_concurrency(app.config["ARGON2_CONCURRENCY"])
+    _trust_proxies(app)
 
     _init_extensions(app)
     db.init_app(app)
@@ -55,6 +57,15 @@ def create_app(config: dict | None = None) -> Flask:
 
     cli.init_app(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Take the client's address (for rate limits) and scheme from X-Forwarded-For/-Proto,
+    as set by the KAPJOURNAL_TRUSTED_PROXIES reverse proxies in front of the app; with none,
+    those headers are ignored: anyone can send them."""
+    count = app.config["TRUSTED_PROXIES"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
 
 
 def _init_extensions(app: Flask) -> None:

@@ -7,11 +7,15 @@ in `instance/dev-secrets.json`. Those are never accepted in production.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import crypto
+
+log = logging.getLogger(__name__)
 
 DEV_KEK_ID = "dev"
 DEV_SECRET_PREFIX = "dev-"  # noqa: S105  (a marker, not a secret)
@@ -49,6 +53,9 @@ def defaults(instance_path: Path) -> dict:
         "DATABASE_URL": _env("DATABASE_URL", f"sqlite:///{instance_path / 'kapjournal.db'}"),
         "REDIS_URL": _env("REDIS_URL"),
         "BASE_URL": _env("BASE_URL"),
+        # How many reverse proxies in front of the app add X-Forwarded-For (and -Proto); 0
+        # ignores those headers, which anyone can send.
+        "TRUSTED_PROXIES": _int_env("TRUSTED_PROXIES", 0),
         "CLINIC_NAME": _env("CLINIC_NAME", "kapjournal"),
         "TIMEZONE": _env("TIMEZONE", "UTC"),
         "CRISIS_LINES": _env("CRISIS_LINES", ""),
@@ -75,6 +82,9 @@ def defaults(instance_path: Path) -> dict:
         "VAPID_PRIVATE_KEY": _env("VAPID_PRIVATE_KEY"),
         "VAPID_PUBLIC_KEY": _env("VAPID_PUBLIC_KEY"),
         "VAPID_SUBJECT": _env("VAPID_SUBJECT"),
+        # Tests only: let reminders go to a push service on this machine. Ignored unless
+        # TESTING and not PRODUCTION (services/push.py).
+        "PUSH_TEST_LOCAL_SERVICE": False,
     }
 
 
@@ -83,7 +93,7 @@ def _dev_secrets(instance_path: Path) -> dict:
     path = instance_path / "dev-secrets.json"
     if path.exists():
         return json.loads(path.read_text())
-    instance_path.mkdir(parents=True, exist_ok=True)
+    private_folder(instance_path)
     data = {
         "SECRET_KEY": DEV_SECRET_PREFIX + secrets.token_urlsafe(32),
         "KEKS": f"{DEV_KEK_ID}:{crypto.new_kek_text()}",
@@ -91,6 +101,16 @@ def _dev_secrets(instance_path: Path) -> dict:
     path.write_text(json.dumps(data, indent=2))
     path.chmod(0o600)
     return data
+
+
+def private_folder(path: Path) -> None:
+    """Make `path` (and missing parents) if needed; a folder made here is for this user only
+    (0700): it holds secrets or the database."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)  # whatever the umask
 
 
 def finalize(config: dict, instance_path: Path) -> None:
@@ -103,6 +123,8 @@ def finalize(config: dict, instance_path: Path) -> None:
             if not config.get(key):
                 dev = dev or _dev_secrets(instance_path)
                 config[key] = dev[key]
+    if config.get("TRUSTED_PROXIES", 0) < 0:
+        raise ConfigError("KAPJOURNAL_TRUSTED_PROXIES must be 0 or more")
     keks = crypto.parse_keks(config["KEKS"])
     if not keks:
         raise ConfigError("KAPJOURNAL_KEKS holds no key (format: id:base64key[,id:base64key])")
@@ -133,4 +155,22 @@ def _check_production(config: dict) -> None:
         raise ConfigError(
             "KAPJOURNAL_ENV=production needs KAPJOURNAL_KEKS (format id:base64key, e.g. "
             "k1:...), not a development value. Make one with: flask --app app keys new"
+        )
+    if not config.get("REDIS_URL"):
+        raise ConfigError(
+            "KAPJOURNAL_ENV=production needs KAPJOURNAL_REDIS_URL (e.g. "
+            "redis://127.0.0.1:6379/0): the limits on login and password attempts must be "
+            "counted in one place for every worker and server, not by each on its own."
+        )
+    base = urlsplit(config.get("BASE_URL") or "")
+    if base.scheme not in ("http", "https") or not base.netloc:
+        raise ConfigError(
+            "KAPJOURNAL_ENV=production needs KAPJOURNAL_BASE_URL, the address people open "
+            "(e.g. https://journal.example.org): invitation and confirmation links are made "
+            "from it, never from the Host header a request brings."
+        )
+    if not config.get("SMTP_HOST"):
+        log.warning(
+            "KAPJOURNAL_SMTP_HOST is not set: without email, registering from an invitation "
+            "link tells whether an address already has an account here. Configure SMTP."
         )

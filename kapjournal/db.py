@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +14,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from .config import private_folder
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, schema: str | None = None) -> Engine:
@@ -34,9 +40,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def init_app(app: Flask) -> None:
     url = app.config["DATABASE_URL"]
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///").partition("?")[0])
+        private_sqlite_file(path, warn=app.config.get("PRODUCTION", False))
     app.extensions["db_engine"] = app.config.get("ENGINE") or make_engine(url)
     app.teardown_appcontext(_close_session)
+
+
+def private_sqlite_file(path: Path, *, warn: bool = True) -> None:
+    """Create the SQLite file for this user only (0600; SQLite gives its journal files the
+    same mode), in a folder made 0700 if it is missing. An existing file readable by others is
+    left as it is, with a warning (`warn`)."""
+    if not path.name or path.name == ":memory:":
+        return
+    private_folder(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        if warn and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            log.warning("the database file %s can be read by other users: chmod 600 it", path)
 
 
 def engine() -> Engine:

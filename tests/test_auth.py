@@ -405,7 +405,7 @@ def test_unconfirmed_recovery_code_must_be_replaced_and_confirmed(app, client):
     assert offer.status_code == 200
     assert 'action="/recovery-code/new"' in assert_layout(offer)
 
-    made = post(client, "/recovery-code/new", token_from="/recovery-code")
+    made = post(client, "/recovery-code/new", {"password": PASSWORD}, token_from="/recovery-code")
     assert made.status_code == 200
     assert made.headers["Cache-Control"] == "no-store"
     assert_layout(made)

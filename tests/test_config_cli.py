@@ -35,8 +35,20 @@ _BLOB = re.compile(r"[A-Za-z0-9+/_=-]{20,}")  # anything that looks like a key o
 _RECOVERY = re.compile(r"\b[A-Z2-7]{4}(?:-[A-Z2-7]{4}){7}\b")
 
 
+# Production also needs shared rate-limit counters and the address people open (its links).
+PRODUCTION_REDIS = os.environ.get("KAPJOURNAL_TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
+PRODUCTION_BASE = "https://journal.example.org"
+
+
 def production(**overrides) -> dict:
-    return {"PRODUCTION": True, "SECRET_KEY": GOOD_SECRET, "KEKS": GOOD_KEKS, **overrides}
+    return {
+        "PRODUCTION": True,
+        "SECRET_KEY": GOOD_SECRET,
+        "KEKS": GOOD_KEKS,
+        "REDIS_URL": PRODUCTION_REDIS,
+        "BASE_URL": PRODUCTION_BASE,
+        **overrides,
+    }
 
 
 def persona(role: str, email: str, password: str) -> Persona:

@@ -272,7 +272,7 @@ def test_forged_link_gives_404_page(app, therapist, token):
         ({"email": "not-an-email"}, "Enter an email address like name@example.org."),
         ({"password": "short", "password2": "short"}, "Use at least 12 characters."),
         ({"password2": PASSWORD + " and more"}, "The two passwords are not the same."),
-        ({"email": "Patient@Example.org"}, "An account with this email address already exists."),
+        ({"email": "Patient@Example.org"}, "We could not create an account with this address."),
     ],
     ids=["bad-email", "short-password", "mismatched-passwords", "duplicate-email"],
 )

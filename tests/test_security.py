@@ -319,7 +319,15 @@ def test_every_page_for_a_logged_in_user_is_no_store(app, patient, therapist):
 
 def test_hsts_only_in_production(make_app):
     kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    app = make_app(PRODUCTION=True, SECRET_KEY="s" * 48, KEKS=f"k1:{kek}")
+    # Production needs Redis and a base URL; the pages visited here are GETs, which count
+    # against no limit, so no Redis server has to answer (a closed port).
+    app = make_app(
+        PRODUCTION=True,
+        SECRET_KEY="s" * 48,
+        KEKS=f"k1:{kek}",
+        REDIS_URL="redis://127.0.0.1:9/0",
+        BASE_URL="https://journal.example.org",
+    )
     client = app.test_client()
     problems = []
     for path, response in get_pages(app, client).items():

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
-from ..models import ROLES, DeviceSession, User, utcnow
+from ..models import ROLES, DeviceSession, Invitation, User, utcnow
 
 PASSWORD_MIN, PASSWORD_MAX = 12, 128
 NAME_MAX = 80
@@ -29,6 +29,16 @@ class ValidationError(Exception):
     def __init__(self, errors: dict[str, str]):
         super().__init__(", ".join(errors))
         self.errors = errors
+
+
+class EmailTaken(ValidationError):
+    """Registration with an address that already has an account. Web pages must not say so
+    (it would tell anyone who has an account here): see services/care.join."""
+
+
+# Invitation.kind of the row whose pending use means "this new account has not confirmed its
+# email address yet" (its inviter_id is the new account; only the token's hash is kept).
+CONFIRM_KIND = "confirm"
 
 
 def keyring() -> crypto.Keyring:
@@ -165,17 +175,11 @@ class Registered:
     recovery_code: str
 
 
-def register(
-    *,
-    session: Session,
-    email: str,
-    name: str,
-    password: str,
-    password2: str,
-    role: str,
-    is_owner: bool = False,
+def new_account(
+    *, email: str, name: str, password: str, password2: str, role: str, is_owner: bool = False
 ) -> Registered:
-    """Create an account with a fresh key pair; the caller commits.
+    """Check the registration form and make the account with a fresh key pair (one Argon2id
+    run), without storing it: `register` does, or the caller adds `user` to a session.
 
     Returns the private key (to open the first login session) and the recovery code, which
     is shown to the user once and never stored.
@@ -183,8 +187,6 @@ def register(
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     errors = validate_registration(email=email, name=name, password=password, password2=password2)
-    if not errors and find_by_email(session=session, email=email):
-        errors["email"] = "An account with this email address already exists. Log in instead."
     if errors:
         raise ValidationError(errors)
     ring = keyring()
@@ -195,9 +197,41 @@ def register(
     user.public_mlkem, user.public_x25519 = public.mlkem, public.x25519
     _set_password(user, private, password)
     code = _wrap_recovery(user, private)
-    session.add(user)
-    session.flush()
     return Registered(user=user, private_key=private, recovery_code=code)
+
+
+def register(
+    *,
+    session: Session,
+    email: str,
+    name: str,
+    password: str,
+    password2: str,
+    role: str,
+    is_owner: bool = False,
+) -> Registered:
+    """Create an account with a fresh key pair (see `new_account`); the caller commits.
+    EmailTaken if the address has an account, after the same work as for a new one."""
+    registered = new_account(
+        email=email, name=name, password=password, password2=password2, role=role,
+        is_owner=is_owner,
+    )  # fmt: skip
+    if find_by_email(session=session, email=email) is not None:
+        raise EmailTaken({"email": "An account with this email address already exists."})
+    session.add(registered.user)
+    session.flush()
+    return registered
+
+
+def awaiting_confirmation(*, session: Session, user: User) -> bool:
+    """Whether the account was made from an invitation and its email address is not confirmed
+    yet (it cannot log in until then)."""
+    query = select(Invitation.id).where(
+        Invitation.kind == CONFIRM_KIND,
+        Invitation.inviter_id == user.id,
+        col(Invitation.used_at).is_(None),
+    )
+    return session.exec(query).first() is not None
 
 
 # --- login ---------------------------------------------------------------------------------------
@@ -210,7 +244,8 @@ def authenticate(*, session: Session, email: str, password: str) -> tuple[User, 
     """The user and their unwrapped private key, or None.
 
     An unknown email costs the same Argon2id run as a wrong password, so timing does not
-    tell whether an account exists.
+    tell whether an account exists; an account whose address is not confirmed yet gets None
+    too, after the same run.
     """
     user = find_by_email(session=session, email=email) if len(password) <= PASSWORD_MAX else None
     if user is None or user.disabled_at is not None:
@@ -222,6 +257,8 @@ def authenticate(*, session: Session, email: str, password: str) -> tuple[User, 
     verifier = ring.open(user.verifier_enc, _ad(user.id, "user/verifier"))
     if not crypto.verifier_matches(keys.auth, verifier):
         return None
+    if awaiting_confirmation(session=session, user=user):
+        return None  # the same answer as a wrong password: login tells nothing either
     private = crypto.open_sealed(
         keys.wrap,
         ring.open(user.private_wrapped, _ad(user.id, "private/password/kek")),

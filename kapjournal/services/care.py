@@ -1,4 +1,11 @@
-"""Care teams and invitations: a therapist invites a patient, who joins their care team."""
+"""Care teams and invitations: a therapist invites a patient, who joins their care team.
+
+Every invitation link (a therapist's for a patient, a patient's for a supporter) is used by
+one conditional UPDATE that only one request can win (`claim`). Registering from a link with
+email configured (`join`) answers the same whether the address has an account or not: a new
+address confirms itself through an emailed link (`confirm_address`), an existing account is
+offered the invitation at its next login (`offers_for`, `take_offer`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from .. import crypto
@@ -93,13 +102,211 @@ def find_usable(*, session: Session, token: str, kind: str) -> Invitation:
     return invitation
 
 
+def claim(*, session: Session, invitation: Invitation, user_id=None) -> bool:
+    """Use up an unused, unexpired invitation: one conditional UPDATE, so of several requests
+    with the same link exactly one wins (True). Nothing else may be written before it; the
+    caller commits (or rolls back on False)."""
+    now = utcnow()
+    won = session.exec(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id,
+            col(Invitation.used_at).is_(None),
+            Invitation.expires_at > now,
+        )
+        .values(used_at=now, used_by_id=user_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won == 1:  # what the row now holds, without writing it a second time
+        set_committed_value(invitation, "used_at", now)
+        set_committed_value(invitation, "used_by_id", user_id)
+    return won == 1
+
+
+def take(*, session: Session, invitation: Invitation, user: User) -> None:
+    """Make sure `user` holds the invitation: claim it now, or it was claimed for them already
+    (registration, an accepted offer). InvitationError(USED) when someone else has it."""
+    if invitation.used_at is None:
+        if not claim(session=session, invitation=invitation, user_id=user.id):
+            raise InvitationError(InvitationProblem.USED)
+    elif invitation.used_by_id != user.id:
+        raise InvitationError(InvitationProblem.USED)
+
+
 def accept_patient_invitation(*, session: Session, invitation: Invitation, patient: User) -> None:
-    """Use up the invitation and put the patient on the inviting therapist's care team."""
-    invitation.used_at = utcnow()
-    invitation.used_by_id = patient.id
-    session.add(invitation)
+    """Use up the invitation (see `take`) and put the patient on the inviting therapist's care
+    team; the caller commits."""
+    take(session=session, invitation=invitation, user=patient)
     if not is_linked(session=session, therapist_id=invitation.inviter_id, patient_id=patient.id):
         session.add(CareTeam(therapist_id=invitation.inviter_id, patient_id=patient.id))
+    session.flush()
+
+
+# --- joining from a link ------------------------------------------------------------------------
+
+# The role an account needs to join through each kind of invitation link.
+JOIN_ROLES = {"patient": "patient", "support": "support"}
+OFFER_KIND = "offer"  # Invitation.kind of an invitation offered to an existing account
+# Without email, registering with an address that has an account cannot be hidden (anyone may
+# try to log in next): this says no more than that.
+NOT_CREATED = (
+    "We could not create an account with this address. If you already have one, log in, "
+    "then open the link again."
+)
+
+
+@dataclass
+class Joined:
+    """What registering from a link did. Whatever it was, the page says the same."""
+
+    user: User  # the new account, or the account the address already had
+    registered: accounts.Registered | None  # a new account's keys (None: it existed)
+    confirm_token: str | None = None  # emailed to a new address; only its hash is stored
+    offered: bool = False  # the existing account is asked to accept at its next login
+
+
+def join(*, session: Session, invitation: Invitation, form: dict, by_email: bool) -> Joined:
+    """Register from an invitation link (`form`: email, name, password, password2), after the
+    same work (one Argon2id run, a key pair) whether the address has an account or not, and
+    claim the link the same way in both cases.
+
+    `by_email` (email is configured): a new address gets an account that cannot log in until
+    the emailed link is opened; an existing account is offered the invitation instead (never
+    joined by someone who does not own it). Without email, EmailTaken for an existing address
+    and the link stays unused. ValidationError for the form; InvitationError(USED) if another
+    request used the link first. Nothing is stored before the claim; the caller commits."""
+    role = JOIN_ROLES[invitation.kind]
+    fresh = accounts.new_account(**form, role=role)
+    existing = accounts.find_by_email(session=session, email=form["email"])
+    if existing is not None and not by_email:
+        raise accounts.EmailTaken({"email": NOT_CREATED})
+    if not claim(session=session, invitation=invitation):
+        raise InvitationError(InvitationProblem.USED)
+    if existing is not None and accounts.awaiting_confirmation(session=session, user=existing):
+        # Never confirmed (so never used): the address's owner confirms the newest account.
+        session.exec(delete(User).where(User.id == existing.id))
+        existing = None
+    if existing is None:
+        try:
+            with session.begin_nested():
+                session.add(fresh.user)
+        except IntegrityError:  # the same address registered at this very moment
+            existing = accounts.find_by_email(session=session, email=form["email"])
+    if existing is not None:
+        return Joined(user=existing, registered=None, offered=_offer(session, invitation, existing))
+    _used_by(session, invitation, fresh.user.id)
+    token = _issue_confirmation(session, fresh.user) if by_email else None
+    return Joined(user=fresh.user, registered=fresh, confirm_token=token)
+
+
+def _used_by(session: Session, invitation: Invitation, user_id) -> None:
+    session.exec(
+        update(Invitation)
+        .where(Invitation.id == invitation.id)
+        .values(used_by_id=user_id)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(invitation, "used_by_id", user_id)
+
+
+def _expiry():
+    return utcnow() + timedelta(days=current_app.config["INVITATION_DAYS"])
+
+
+def _issue_confirmation(session: Session, user: User) -> str:
+    token = crypto.new_token()
+    row = Invitation(
+        token_hash=crypto.token_hash(token),
+        kind=accounts.CONFIRM_KIND,
+        inviter_id=user.id,
+        expires_at=_expiry(),
+    )
+    session.add(row)
+    session.flush()
+    return token
+
+
+def _offer_hash(invitation_id) -> bytes:
+    # Offers are found from the invitation they offer; never from a URL (see find_usable).
+    return crypto.token_hash(f"kapjournal/v1/offer:{invitation_id}")
+
+
+def _offer(session: Session, invitation: Invitation, owner: User) -> bool:
+    """Point the claimed invitation at the address's account, and offer it to them if their
+    role can accept it. Returns whether it was offered."""
+    _used_by(session, invitation, owner.id)
+    if owner.role != JOIN_ROLES[invitation.kind] or owner.disabled_at is not None:
+        return False
+    session.add(
+        Invitation(
+            token_hash=_offer_hash(invitation.id),
+            kind=OFFER_KIND,
+            inviter_id=owner.id,
+            expires_at=_expiry(),
+        )
+    )
+    session.flush()
+    return True
+
+
+def confirm_address(*, session: Session, token: str) -> tuple[User, list[Invitation]]:
+    """Use an emailed confirmation link (once: a conditional UPDATE): the account may log in
+    from now on. Returns it and the invitations it registered from, to join now (those offered
+    to it later wait for its login). InvitationError saying why the link cannot be used."""
+    row = find_usable(session=session, token=token, kind=accounts.CONFIRM_KIND)
+    user = session.get(User, row.inviter_id)
+    if not claim(session=session, invitation=row, user_id=user.id):
+        raise InvitationError(InvitationProblem.USED)
+    offered = {offer.token_hash for offer in _offers(session, user)}
+    return user, [
+        invitation
+        for digest, invitation in _claimed_by(session, user).items()
+        if digest not in offered and JOIN_ROLES[invitation.kind] == user.role
+    ]
+
+
+def _claimed_by(session: Session, user: User) -> dict[bytes, Invitation]:
+    """The links used with the user's address, by the hash their offer would have."""
+    query = select(Invitation).where(
+        Invitation.used_by_id == user.id, col(Invitation.kind).in_(list(JOIN_ROLES))
+    )
+    return {_offer_hash(invitation.id): invitation for invitation in session.exec(query)}
+
+
+def _offers(session: Session, user: User) -> list[Invitation]:
+    query = select(Invitation).where(
+        Invitation.kind == OFFER_KIND, Invitation.inviter_id == user.id
+    )
+    return list(session.exec(query))
+
+
+def offers_for(*, session: Session, user: User) -> list[tuple[Invitation, Invitation]]:
+    """Invitations waiting for the user to accept or decline, as (offer, invitation), oldest
+    first (done at each login: one indexed query when there is none). Nothing is offered to
+    a role that cannot accept it."""
+    offers = [offer for offer in _offers(session, user) if offer.expires_at > utcnow()]
+    claimed = _claimed_by(session, user) if offers else {}
+    found = [(offer, claimed[offer.token_hash]) for offer in offers if offer.token_hash in claimed]
+    return sorted(found, key=lambda pair: pair[0].created_at)
+
+
+def take_offer(
+    *, session: Session, offer: Invitation, user: User, accept: bool
+) -> Invitation | None:
+    """Decide an offer: one DELETE only one request can win. Returns the invitation it
+    offered (to join, when accepting), or None if it was decided already. Declined, the
+    invitation stays used and no longer names the user. The caller commits."""
+    invitation = _claimed_by(session, user).get(offer.token_hash)
+    gone = session.exec(
+        delete(Invitation)
+        .where(Invitation.id == offer.id, Invitation.expires_at > utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if gone != 1 or invitation is None:
+        return None
+    if not accept:
+        _used_by(session, invitation, None)
+    return invitation
 
 
 def is_linked(*, session: Session, therapist_id, patient_id) -> bool:
@@ -115,6 +322,7 @@ def pending_invitations(*, session: Session, inviter: User) -> list[Invitation]:
         select(Invitation)
         .where(
             Invitation.inviter_id == inviter.id,
+            Invitation.kind == "patient",
             Invitation.used_at.is_(None),
             Invitation.expires_at > utcnow(),
         )

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
-from ..models import Entry, Grant, SafetyCheck, TreatmentSession, utcnow
+from ..models import ClinicSetup, Entry, Grant, SafetyCheck, TreatmentSession, utcnow
 from . import (
     accounts,
     annotations,
@@ -75,6 +75,8 @@ def seed(*, session: Session) -> list[tuple[str, ...]]:
     secret = _workspace(session, patients[0], therapist, private_key=keys[therapist.id])
     _measures(session, patients[0], therapist)
     logins[0] = (*logins[0], f"totp:{secret}")  # the therapist's two-step login key
+    if session.get(ClinicSetup, 1) is None:  # the owner exists: /setup is closed
+        session.add(ClinicSetup())
     session.commit()
     return logins
 
@@ -112,6 +114,7 @@ def _workspace(session: Session, patient, therapist, *, private_key: bytes) -> s
             entry=reflection,
             paragraph=paragraph,
             bring_to_session=visibility == "shared",
+            private_key=private_key,
         )
     workspace.set_entry_flag(session=session, entry=reflection, therapist=therapist, flagged=True)
     practice = practices.create(

@@ -149,13 +149,13 @@ def find_usable(*, session: Session, token: str) -> Invitation:
 
 
 def accept(*, session: Session, invitation: Invitation, supporter: User) -> None:
-    """Use up the invitation: the supporter joins the patient's support people, and every entry
-    chosen for them becomes a grant holding no key yet (wrapped on the patient's next request)."""
+    """Use up the invitation (`care.take`: now, or it was claimed for this supporter already;
+    care.InvitationError if someone else has it): the supporter joins the patient's support
+    people, and every entry chosen for them becomes a grant holding no key yet (wrapped on the
+    patient's next request). The caller commits."""
     if supporter.role != "support":
         raise ValueError("only a support account accepts a support invitation")
-    invitation.used_at = utcnow()
-    invitation.used_by_id = supporter.id
-    session.add(invitation)
+    care.take(session=session, invitation=invitation, user=supporter)
     if not is_supporter(
         session=session, supporter_id=supporter.id, patient_id=invitation.inviter_id
     ):

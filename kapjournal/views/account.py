@@ -12,6 +12,7 @@ from ..login import logged_out
 from ..services import accounts, sessions
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other
+from .auth import limit_password_checks
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -43,6 +44,7 @@ def end_device(device_id: uuid.UUID):
 
 @bp.route("/password", methods=["GET", "POST"])
 @policy.allow(policy.AUTHENTICATED)
+@limit_password_checks
 def password():
     if request.method == "GET":
         return render("account/password.html", errors={}, done=False)

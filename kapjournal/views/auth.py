@@ -1,15 +1,22 @@
-"""Owner set-up, registration from an invitation, login, logout, recovery codes, reset."""
+"""Owner set-up, login, logout, recovery codes, reset; the helpers every login goes through
+(`log_in`, `safe_next`, `limit_password_checks`). Registering from an invitation link is in
+views/care.py."""
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
+
 from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy
 from ..extensions import limiter, login_manager
 from ..login import Viewer, logged_out, session_expired, set_login_cookie
-from ..models import User
-from ..services import accounts, care, sessions, totp
+from ..models import ClinicSetup
+from ..services import accounts, care, mail, sessions, totp
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other
 
@@ -36,6 +43,26 @@ def _account_key() -> str:
 
 _limit_per_ip = limiter.limit(login_limits, methods=["POST"])
 _limit_per_account = limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
+
+
+def _checker_key() -> str:
+    """Per-account key of a password re-check: the logged-in account (else the form's email)."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return _account_key()
+
+
+_checks_per_ip = limiter.shared_limit(login_limits, scope="password-check", methods=["POST"])
+_checks_per_account = limiter.shared_limit(
+    login_limits, scope="password-check/account", key_func=_checker_key, methods=["POST"]
+)
+
+
+def limit_password_checks(view: Callable) -> Callable:
+    """Rate-limit a view whose POST checks the password again (each check is a 64 MiB
+    Argon2id run): the login limits, per IP and per account, one budget shared by every view
+    so decorated."""
+    return _checks_per_ip(_checks_per_account(view))
 
 
 @bp.before_app_request
@@ -104,10 +131,34 @@ def _device_label() -> str:
     return f"{browser} on {platform}" if platform else browser
 
 
-def safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return url_for("home.index")
+def safe_next(value: str | None, default: str | None = None) -> str:
+    """`value` if it is a path on this site (see `on_this_site`), else `default` (the home
+    page). Every `next` or `back` value the app follows goes through here."""
+    return value if on_this_site(value) else (default or url_for("home.index"))
+
+
+def on_this_site(value: str | None) -> bool:
+    """Whether `value` is a path on this site (query and fragment allowed). Refused: a control
+    character or white space anywhere, also once percent-decoded (browsers drop tabs and
+    newlines, so slash-tab-slash-host would become //host); a scheme or a host, after reading
+    backslashes as slashes as browsers do; anything not starting with exactly one slash."""
+    if not value or not _a_path_here(value, spaces=False):
+        return False
+    return _a_path_here(unquote(value), spaces=True)  # what a second decoding would make
+
+
+def _a_path_here(value: str, *, spaces: bool) -> bool:
+    for ch in value:
+        if unicodedata.category(ch)[0] == "C" or (ch.isspace() and not (spaces and ch == " ")):
+            return False
+    candidate = value.replace("\\", "/")
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:
+        return False
+    if parts.scheme or parts.netloc:
+        return False
+    return candidate.startswith("/") and not candidate.startswith("//")
 
 
 def recovery_page(code: str, status: int = 200, errors: dict | None = None):
@@ -131,9 +182,15 @@ def setup():
         registered = accounts.register(
             session=dbs, **registration_form(), role="therapist", is_owner=True
         )
+        # One fixed row, in the same transaction: of set-ups racing, only one commits.
+        dbs.add(ClinicSetup())
+        dbs.flush()
     except ValidationError as exc:
         dbs.rollback()
         return render("auth/setup.html", form=request.form, errors=exc.errors, status=422)
+    except IntegrityError:
+        dbs.rollback()
+        abort(404)  # someone else set the clinic up at this very moment
     return log_in(
         registered.user, registered.private_key, lambda: recovery_page(registered.recovery_code)
     )
@@ -148,51 +205,6 @@ def registration_form() -> dict:
     }
 
 
-# --- registration from an invitation -----------------------------------------------------------
-
-
-@bp.route("/invite/<token>", methods=["GET", "POST"])
-@policy.allow(policy.PUBLIC)
-@limiter.limit(login_limits, methods=["POST"])
-def register(token: str):
-    dbs = db.session()
-    try:
-        invitation = care.find_usable(session=dbs, token=token, kind="patient")
-    except care.InvitationError as exc:
-        status = 404 if exc.problem is care.InvitationProblem.UNKNOWN else 410
-        return render("auth/invitation_invalid.html", problem=exc.problem.value, status=status)
-    therapist_name = accounts.name_of(dbs.get(User, invitation.inviter_id))
-    if current_user.is_authenticated:
-        return _accept_as_logged_in(invitation, therapist_name)
-    context = {"token": token, "therapist_name": therapist_name}
-    if request.method == "GET":
-        return render("auth/register.html", form={}, errors={}, **context)
-    try:
-        registered = accounts.register(session=dbs, **registration_form(), role="patient")
-    except ValidationError as exc:
-        dbs.rollback()
-        return render(
-            "auth/register.html", form=request.form, errors=exc.errors, status=422, **context
-        )
-    care.accept_patient_invitation(session=dbs, invitation=invitation, patient=registered.user)
-    return log_in(
-        registered.user, registered.private_key, lambda: recovery_page(registered.recovery_code)
-    )
-
-
-def _accept_as_logged_in(invitation, therapist_name: str):
-    """A patient who already has an account joins another therapist's care team."""
-    if current_user.role != "patient":
-        return render("auth/invitation_wrong_account.html", status=409)
-    if request.method == "GET":
-        return render("auth/invitation_accept.html", therapist_name=therapist_name)
-    care.accept_patient_invitation(
-        session=db.session(), invitation=invitation, patient=current_user.user
-    )
-    db.session().commit()
-    return see_other("home.index")
-
-
 # --- login and logout ---------------------------------------------------------------------------
 
 
@@ -204,32 +216,45 @@ def login():
     if request.method == "GET":
         if current_user.is_authenticated:
             return redirect(url_for("home.index"))
-        return render(
-            "auth/login.html",
-            form={},
-            errors={},
+        next_value = request.args.get("next", "")
+        return _login_page(
+            next=next_value if on_this_site(next_value) else "",
             expired=session_expired() or request.args.get("expired") == "1",
-            next=request.args.get("next", ""),
+            confirmed=request.args.get("confirmed") == "1",
         )
     dbs = db.session()
     found = accounts.authenticate(
         session=dbs, email=form_text("email", 300), password=form_text("password", 1000)
     )
     if found is None:
-        errors = {"form": "That email and password do not match an account. Check both."}
-        return render(
-            "auth/login.html",
+        message = "That email and password do not match an account. Check both."
+        if mail.enabled():  # an account made from an invitation waits for its emailed link
+            message += " If you have just joined, open the link we emailed you first."
+        return _login_page(
             form={"email": form_text("email", 300)},
-            errors=errors,
-            expired=False,
+            errors={"form": message},
             next=form_text("next", 500),
             status=422,
         )
     user, private_key = found
     target = safe_next(form_text("next", 500))
+    if care.offers_for(session=dbs, user=user):  # invitations used with their address
+        target = url_for("care.offers", next=target)
     if totp.enabled(user):
         return log_in(user, private_key, url_for("mfa.verify", next=target), mfa_pending=True)
     return log_in(user, private_key, target)
+
+
+def _login_page(*, form=None, errors=None, next="", expired=False, confirmed=False, status=200):
+    return render(
+        "auth/login.html",
+        form=form or {},
+        errors=errors or {},
+        expired=expired,
+        confirmed=confirmed,
+        next=next,
+        status=status,
+    )
 
 
 @bp.post("/logout")
@@ -250,18 +275,53 @@ def logout():
 def recovery_code():
     if current_user.user.recovery_confirmed_at:
         return redirect(url_for("home.index"))
-    return render("auth/recovery_code_missing.html")
+    return _new_code_page()
+
+
+def _new_code_page(errors: dict | None = None, status: int = 200):
+    two_step = totp.enabled(current_user.user)
+    page = "auth/recovery_code_missing.html"
+    return render(page, errors=errors or {}, two_step=two_step, status=status)
 
 
 @bp.post("/recovery-code/new")
 @policy.allow(policy.AUTHENTICATED)
+@limit_password_checks
 def recovery_code_new():
+    """A new recovery code resets the password without it, so it needs the password (and the
+    login code, with two-step login on) again: a borrowed phone's session is not enough."""
     dbs = db.session()
+    user = current_user.user
+    errors = {}
+    if not password_ok(form_text("password", 1000)):
+        errors["password"] = NOT_YOUR_PASSWORD
+    elif (
+        totp.enabled(user)
+        and totp.verify(session=dbs, user=user, code=form_text("code", 40)) is None
+    ):
+        errors["code"] = WRONG_CODE
+    if errors:
+        dbs.rollback()
+        return _new_code_page(errors, status=422)
     code = accounts.new_recovery_code(
-        session=dbs, user=current_user.user, private_key=current_user.private_key()
+        session=dbs, user=user, private_key=current_user.private_key()
     )
     dbs.commit()
     return recovery_page(code)
+
+
+NOT_YOUR_PASSWORD = "That is not your password."  # noqa: S105  (a message)
+WRONG_CODE = "That code did not work. Type the code your app shows now."
+
+
+def password_ok(password: str) -> bool:
+    """Whether `password` is the logged-in user's (one Argon2id run): asked again before
+    anything that could take the account over (DESIGN §5)."""
+    user = current_user.user
+    found = accounts.authenticate(
+        session=db.session(), email=accounts.email_of(user), password=password
+    )
+    return found is not None and found[0].id == user.id
 
 
 @bp.post("/recovery-code/confirm")

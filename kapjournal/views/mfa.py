@@ -3,8 +3,6 @@ it off. Required for therapists (policy.require_second_factor), offered to every
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user
 
@@ -14,13 +12,19 @@ from ..login import logged_out
 from ..models import utcnow
 from ..services import accounts, sessions, totp
 from . import form_text, render, see_other
-from .auth import log_in, login_limits, safe_next
+from .auth import (
+    NOT_YOUR_PASSWORD,
+    limit_password_checks,
+    log_in,
+    login_limits,
+    password_ok,
+    safe_next,
+)
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 
 # A password-only session that has not given its code by then must start again.
-PENDING_FOR = timedelta(minutes=10)
-_NOT_YOURS = "That is not your password."
+PENDING_FOR = sessions.MFA_PENDING_FOR
 
 
 def _account_key() -> str:
@@ -29,15 +33,6 @@ def _account_key() -> str:
 
 def _pending() -> bool:
     return current_user.unlocked.device.mfa_pending
-
-
-def _password_ok(password: str) -> bool:
-    """Turning two-step login on or off asks for the password again (DESIGN §5)."""
-    user = current_user.user
-    found = accounts.authenticate(
-        session=db.session(), email=accounts.email_of(user), password=password
-    )
-    return found is not None
 
 
 # --- the code step after the password -------------------------------------------------------
@@ -100,13 +95,13 @@ def _backup_codes_page(codes: list[str], *, next_url: str):
 
 @bp.route("/setup", methods=["GET", "POST"])
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
+@limit_password_checks
 def setup():
     if totp.enabled(current_user.user):
         return redirect(url_for("mfa.index"))
     if request.method == "GET":
         return _setup_page()
-    errors = {} if _password_ok(form_text("password", 1000)) else {"password": _NOT_YOURS}
+    errors = {} if password_ok(form_text("password", 1000)) else {"password": NOT_YOUR_PASSWORD}
     codes = None
     if not errors:
         try:
@@ -145,13 +140,13 @@ def index():
 
 @bp.post("/backup-codes")
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(login_limits, key_func=_account_key)
+@limit_password_checks
 def backup_codes():
     user = current_user.user
     if not totp.enabled(user):
         return see_other("mfa.setup")
-    if not _password_ok(form_text("codes-password", 1000)):
-        return _index_page(errors={"codes-password": _NOT_YOURS}, status=422)
+    if not password_ok(form_text("codes-password", 1000)):
+        return _index_page(errors={"codes-password": NOT_YOUR_PASSWORD}, status=422)
     codes = totp.new_backup_codes(session=db.session(), user=user)
     db.session().commit()
     return _backup_codes_page(codes, next_url=url_for("mfa.index"))
@@ -159,13 +154,13 @@ def backup_codes():
 
 @bp.post("/off")
 @policy.allow(policy.AUTHENTICATED)
-@limiter.limit(login_limits, key_func=_account_key)
+@limit_password_checks
 def turn_off():
     user = current_user.user
     if not totp.enabled(user):
         return see_other("mfa.index")
-    if not _password_ok(form_text("off-password", 1000)):
-        return _index_page(errors={"off-password": _NOT_YOURS}, status=422)
+    if not password_ok(form_text("off-password", 1000)):
+        return _index_page(errors={"off-password": NOT_YOUR_PASSWORD}, status=422)
     totp.turn_off(session=db.session(), user=user)
     db.session().commit()
     # A therapist goes straight on to set it up again (on a new phone).

@@ -15,6 +15,7 @@ from ..models import Entry, User, utcnow
 from ..services import accounts, audit, care, entry_forms, journal, mail, support
 from ..services.accounts import ValidationError
 from . import auth as auth_views
+from . import care as care_views
 from . import form_text, pwa, render, see_other
 from .care import absolute_url
 
@@ -318,29 +319,14 @@ def join(token: str):
     try:
         invitation = support.find_usable(session=dbs, token=token)
     except care.InvitationError as exc:
-        status = 404 if exc.problem is care.InvitationProblem.UNKNOWN else 410
-        return render("support/invitation_invalid.html", problem=exc.problem.value, status=status)
+        return care_views.invalid_link(exc.problem, support.KIND)
     patient_name = accounts.name_of(dbs.get(User, invitation.inviter_id))
     if current_user.is_authenticated:
         return _join_as_logged_in(invitation, patient_name)
     context = {"token": token, "patient_name": patient_name}
     if request.method == "GET":
         return render("support/join.html", form={}, errors={}, **context)
-    try:
-        registered = accounts.register(
-            session=dbs, **auth_views.registration_form(), role="support"
-        )
-    except ValidationError as exc:
-        dbs.rollback()
-        return render(
-            "support/join.html", form=request.form, errors=exc.errors, status=422, **context
-        )
-    support.accept(session=dbs, invitation=invitation, supporter=registered.user)
-    return auth_views.log_in(
-        registered.user,
-        registered.private_key,
-        lambda: auth_views.recovery_page(registered.recovery_code),
-    )
+    return care_views.register_from_link(invitation, "support/join.html", context)
 
 
 def _join_as_logged_in(invitation, patient_name: str):
@@ -350,7 +336,11 @@ def _join_as_logged_in(invitation, patient_name: str):
     if request.method == "GET":
         return render("support/accept.html", patient_name=patient_name)
     dbs = db.session()
-    support.accept(session=dbs, invitation=invitation, supporter=_me())
+    try:
+        support.accept(session=dbs, invitation=invitation, supporter=_me())
+    except care.InvitationError as exc:  # another request used the link first
+        dbs.rollback()
+        return care_views.invalid_link(exc.problem, support.KIND)
     dbs.commit()
     return see_other("support.patient", patient_id=invitation.inviter_id)
 

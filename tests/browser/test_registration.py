@@ -199,6 +199,7 @@ def test_whole_recovery_code_is_readable_on_a_phone(live_app, phone):
     page = phone.new_page()
     log_in(page, patient.email)
     expect(heading(page)).to_have_text("Make a recovery code")
+    page.get_by_label("Your password").fill(PASSWORD)  # a new code is asked for with it
     page.get_by_role("button", name="Show me a new recovery code").click()
     expect(heading(page)).to_have_text("Save your recovery code")
     assert_fits_the_screen(page)
