@@ -10,7 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlmodel import Session, select
 
 from . import crypto, db
-from .models import User
+from .models import ClinicSetup, User
 from .services import accounts
 
 db_cli = AppGroup("db", help="Database migrations.")
@@ -19,12 +19,19 @@ keys_cli = AppGroup("keys", help="Server key-encryption keys (KEKs).")
 audit_cli = AppGroup("audit", help="The access log.")
 push_cli = AppGroup("push", help="Web Push (VAPID keys).")
 reminders_cli = AppGroup("reminders", help="Reminders on patients' devices.")
+sessions_cli = AppGroup("sessions", help="Logged-in devices.")
 
 
 @db_cli.command("upgrade")
 def db_upgrade():
-    """Apply every pending migration."""
+    """Apply every pending migration, then anchor the access log if it has no anchor yet (a
+    database from before anchors: its current end becomes the anchor)."""
+    from .services import audit
+
     db.upgrade(db.engine())
+    with Session(db.engine()) as session:
+        audit.anchor(session=session)
+        session.commit()
     click.echo("Database is up to date.")
 
 
@@ -57,6 +64,8 @@ def users_create(role, email, name, owner, password_stdin):
             for field, message in exc.errors.items():
                 click.echo(f"{field}: {message}", err=True)
             raise SystemExit(1) from None
+        if owner and session.get(ClinicSetup, 1) is None:  # the owner exists: /setup closes
+            session.add(ClinicSetup())
         session.commit()
     click.echo(f"Created {role} {email}.")
     click.echo("Recovery code (shown once; give it to the therapist to keep safe):")
@@ -100,7 +109,8 @@ def keys_rotate():
 
 @audit_cli.command("verify")
 def audit_verify():
-    """Check the access log's hash chain; exit 1 at the first row that does not fit."""
+    """Check the access log's hash chain and its anchor (the newest event, kept apart from the
+    rows); exit 1 at the first row that does not fit, or if the end does not match."""
     from .services import audit
 
     with Session(db.engine()) as session:
@@ -112,7 +122,18 @@ def audit_verify():
             err=True,
         )
         raise SystemExit(1)
+    if report.problem is not None:
+        click.echo(f"The access log is not intact: {report.problem}.", err=True)
+        raise SystemExit(1)
     click.echo(f"The access log is intact ({report.checked} events).")
+    for seq in report.remade_at:
+        click.echo(
+            f"Warning: at event {seq} the app found the log's anchor missing and made it again "
+            "at the log's end then. Events removed from the end before that cannot be told. "
+            "Unless this database was upgraded without `flask --app app db upgrade`, treat it "
+            "as tampering.",
+            err=True,
+        )
 
 
 @click.command("demo")
@@ -158,6 +179,18 @@ def reminders_send():
     )
 
 
+@sessions_cli.command("sweep")
+def sessions_sweep():
+    """Delete logged-in devices past their idle or absolute timeout (run it from cron)."""
+    from .services import sessions
+
+    with Session(db.engine()) as session:
+        count = sessions.sweep(session=session)
+        session.commit()
+    click.echo(f"Deleted {count} expired sessions.")
+
+
 def init_app(app: Flask) -> None:
-    for command in (db_cli, users_cli, keys_cli, audit_cli, demo, push_cli, reminders_cli):
+    commands = (db_cli, users_cli, keys_cli, audit_cli, demo, push_cli, reminders_cli)
+    for command in (*commands, sessions_cli):
         app.cli.add_command(command)

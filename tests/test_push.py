@@ -47,9 +47,14 @@ def unb64(text: str) -> bytes:
 
 @pytest.fixture
 def app(make_app):
-    """The app with reminders configured (the personas are made on it)."""
+    """The app with reminders configured (the personas are made on it), allowed to post to
+    the push service this test runs on http://127.0.0.1 (a test-only setting, never honoured
+    in production: see tests/test_trust_push.py)."""
     return make_app(
-        VAPID_PRIVATE_KEY=PRIVATE_KEY, VAPID_PUBLIC_KEY=PUBLIC_KEY, VAPID_SUBJECT=SUBJECT
+        VAPID_PRIVATE_KEY=PRIVATE_KEY,
+        VAPID_PUBLIC_KEY=PUBLIC_KEY,
+        VAPID_SUBJECT=SUBJECT,
+        PUSH_TEST_LOCAL_SERVICE=True,
     )
 
 

@@ -852,10 +852,12 @@ def test_everything_a_therapist_reads_or_writes_is_in_the_patients_access_log(
                 )
             )
         )
-    assert {"read", "annotate", "flag", "discuss", "practice", "read_notes", "export"} <= actions
+    # A private note is named as one (the patient cannot open it).
+    expected = {"read", "annotate_private", "flag", "discuss", "practice", "read_notes", "export"}
+    assert expected <= actions
     log = text_of(client_for(app, patient).get("/journal/log"))
     for phrase in (
-        "annotated an entry",
+        "wrote a private note for the care team on an entry",
         "chose to talk about an entry",
         "talked through an entry",
         "wrote down a practice with you",

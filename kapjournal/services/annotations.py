@@ -1,11 +1,14 @@
 """Therapists' notes on a patient's shared entries, and notes taken in an integration session
 (DESIGN §2, §3 flow 7).
 
-Each note is encrypted like an entry: its own data key per version, the note and the quoted
-passage in one AES-GCM blob bound to the note's id, version, author and patient, and the key
-wrapped (ItemKey rows) to every therapist on the patient's care team and, for a `shared` note
-only, to the patient. Supporters never get a key. The patient's one reply is sealed under the
-same data key.
+Each note is encrypted like an entry: its own data key per version, the note in an AES-GCM
+blob bound to the note's id, version, author and patient, and the key wrapped (ItemKey rows)
+to every therapist on the patient's care team and, for a `shared` note only, to the patient.
+Supporters never get a key. The patient's one reply is sealed under the same data key. The
+quoted passage is the patient's words, so it is sealed under the entry's own data key
+(`quote_blob`, re-sealed with each entry version): only whoever can read the entry reads it.
+Notes written before that keep the quote inside their blob until a therapist who can read the
+entry opens or saves them.
 
 A note on an entry is anchored by paragraph: the entry's text split on blank lines, the
 paragraph's index, and the paragraph's text as it was (inside the blob). When the patient
@@ -21,11 +24,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from sqlalchemy import update as update_rows
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
 from ..models import Annotation, Entry, ItemKey, User, utcnow
-from . import accounts, audit, care, entry_forms
+from . import accounts, audit, care, entry_forms, journal
 from .accounts import ValidationError
 
 log = logging.getLogger(__name__)
@@ -181,9 +185,12 @@ def create(
     paragraph: Paragraph | None = None,
     treatment_session_id=None,
     bring_to_session: bool = False,
+    private_key=None,
 ) -> Annotation:
     """A note on a paragraph of `entry`, or (without an entry) a note taken in a session; the
-    caller checked the author may annotate. The caller commits."""
+    caller checked the author may annotate. The quoted paragraph is sealed under the entry's
+    data key, opened with the author's `private_key` (without it, inside the note: the form
+    from before). The caller commits."""
     _check(note, visibility)
     made = Annotation(
         patient_id=patient.id,
@@ -194,30 +201,55 @@ def create(
         visibility=visibility,
         bring_to_session=bring_to_session,
     )
-    _seal_version(session, made, {"note": note, "quote": paragraph.text if paragraph else ""}, None)
+    quote = paragraph.text if paragraph else ""
+    found = _entry_key(session, entry, author.id, private_key) if quote else None
+    if found is not None:
+        made.quote_blob = journal.seal_quote(*found, made.id, quote)
+    body = {"note": note} if found is not None else {"note": note, "quote": quote}
+    _seal_version(session, made, body, None)
     session.flush()
-    _record(session, made, author, "annotate")
+    _record(session, made, author, _annotate_action(made))
     return made
+
+
+def _entry_key(session: Session, entry: Entry | None, reader_id, private_key):
+    """(entry, data key) if `reader_id` can read the entry now, else None."""
+    if entry is None or private_key is None:
+        return None
+    found = journal.data_keys(
+        session=session, entry_ids=[entry.id], reader_id=reader_id, private_key=private_key
+    )
+    return found.get(entry.id)
 
 
 def update(
     *, session: Session, note: Annotation, editor: User, private_key, text: str, visibility: str
 ) -> None:
     """Change the note's words or who may read it: a new version under a new data key, so a
-    patient who loses a note (made private) loses its key too."""
+    patient who loses a note (made private) loses its key too. A quote still inside the note
+    moves under the entry's key if the editor can read the entry."""
     _check(text, visibility)
     opened = open_one(session=session, note=note, reader_id=editor.id, private_key=private_key)
     note.version += 1
     note.visibility = visibility
     note.updated_at = utcnow()
-    _seal_version(session, note, {"note": text, "quote": opened.quote}, opened.reply)
-    _record(session, note, editor, "annotate")
+    body = {"note": text}
+    if note.entry_id is not None and note.quote_blob is None:
+        found = _entry_key(session, session.get(Entry, note.entry_id), editor.id, private_key)
+        if found is None:
+            body["quote"] = opened.quote
+        else:
+            note.quote_blob = journal.seal_quote(*found, note.id, opened.quote)
+    elif note.entry_id is None:
+        body["quote"] = ""
+    _seal_version(session, note, body, opened.reply)
+    _record(session, note, editor, _annotate_action(note))
 
 
 def set_resolved(*, session: Session, note: Annotation, by: User, resolved: bool) -> None:
     note.resolved_at = utcnow() if resolved else None
     session.add(note)
-    _record(session, note, by, "annotate")
+    _record(session, note, by, "resolve")
 
 
 def set_flag(*, session: Session, note: Annotation, by: User, flagged: bool) -> None:
@@ -255,6 +287,12 @@ def reply(*, session: Session, note: Annotation, patient: User, private_key, tex
     note.updated_at = utcnow()
     session.add(note)
     _record(session, note, patient, "reply")
+
+
+def _annotate_action(note: Annotation) -> str:
+    """The patient's log names a private note as one (they cannot open it, and a bare
+    "annotated" with no note in sight would look like a glitch)."""
+    return "annotate_private" if note.visibility == "private" else "annotate"
 
 
 def _record(session: Session, note: Annotation, actor: User, action: str) -> None:
@@ -332,15 +370,19 @@ def readable(reader_id):
 
 
 def open_all(*, session: Session, query, reader: User, private_key) -> list[Note]:
-    """Run a `readable(...)` query and open each note for `reader` (one key load). A patient
-    only ever gets shared notes, whatever the query."""
+    """Run a `readable(...)` query and open each note for `reader` (one key load), with its
+    quote if `reader` can read the entry. A patient only ever gets shared notes, whatever
+    the query. Opened by a therapist, a note from before quotes moved under the entry's key
+    is saved again without its quote inside (the caller commits)."""
     rows = session.exec(query).all()
     if reader.role == "patient":
         rows = [(n, w) for n, w in rows if n.visibility == "shared" and n.patient_id == reader.id]
     if not rows:
         return []
     key = crypto.load_private(_loaded(private_key))
-    return [_open(note, wrapped, reader.id, key) for note, wrapped in rows]
+    notes = [_open(note, wrapped, reader.id, key) for note, wrapped in rows]
+    _add_quotes(session, notes, reader.id, key, move_out=reader.role == "therapist")
+    return notes
 
 
 def open_one(*, session: Session, note: Annotation, reader_id, private_key) -> Note:
@@ -348,7 +390,62 @@ def open_one(*, session: Session, note: Annotation, reader_id, private_key) -> N
     opened = _open(note, key.wrapped_key if key else b"", reader_id, private_key)
     if opened.note is None:
         raise crypto.CryptoError("annotation does not open")
+    _add_quotes(session, [opened], reader_id, private_key, move_out=False)
     return opened
+
+
+def _add_quotes(session: Session, notes: list[Note], reader_id, key, *, move_out: bool) -> None:
+    """Open the quotes kept under their entry's key, for the entries the reader can read
+    (one query, one unwrap per entry); with `move_out`, move old quotes there too."""
+    wanted = {
+        n.annotation.entry_id
+        for n in notes
+        if n.note is not None
+        and n.annotation.entry_id is not None
+        and (n.annotation.quote_blob is not None or move_out)
+    }
+    if not wanted:
+        return
+    keys = journal.data_keys(
+        session=session, entry_ids=wanted, reader_id=reader_id, private_key=key
+    )
+    for note in notes:
+        found = keys.get(note.annotation.entry_id)
+        if found is None or note.note is None:
+            continue
+        if note.annotation.quote_blob is not None:
+            try:
+                note.quote = journal.open_quote(*found, note.id, note.annotation.quote_blob)
+            except crypto.CryptoError:
+                log.error("quote of annotation %s did not open for %s", note.id, reader_id)
+        elif move_out:
+            _move_quote_out(session, note, *found)
+
+
+def _move_quote_out(session: Session, note: Note, entry: Entry, entry_key: bytes) -> None:
+    """Save an old note again: a new version without the quote inside, the quote under the
+    entry's key. Of two requests doing it at once, one conditional UPDATE lets one win."""
+    annotation = note.annotation
+    # PostgreSQL: a note another request is moving (or editing) is left to it, rather than
+    # waited for while this request may hold the access log's lock that one needs.
+    claimed = session.exec(
+        select(Annotation.id)
+        .where(Annotation.id == annotation.id, Annotation.version == annotation.version)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if claimed is None:
+        return
+    won = session.exec(
+        update_rows(Annotation)
+        .where(Annotation.id == annotation.id, Annotation.version == annotation.version)
+        .values(version=annotation.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        return
+    annotation.version += 1
+    annotation.quote_blob = journal.seal_quote(entry, entry_key, annotation.id, note.quote)
+    _seal_version(session, annotation, {"note": note.note}, note.reply)
 
 
 def for_entry(*, session: Session, entry: Entry, reader: User, private_key) -> list[Note]:

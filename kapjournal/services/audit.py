@@ -1,29 +1,42 @@
-"""The access log (DESIGN §2): append-only, hash-chained with a key derived from the KEK."""
+"""The access log (DESIGN §2): append-only, hash-chained with a key derived from the KEK.
+
+Three promises, each kept here rather than by callers:
+- Appending is safe under concurrency: the anchor row (`AuditHead`) is the lock. Every append
+  first locks it (PostgreSQL: `SELECT ... FOR UPDATE`; SQLite: a no-op UPDATE, which takes the
+  database's write lock), so the chain's end it reads cannot move before the commit.
+- Removing the newest rows shows: the anchor holds a KEK-keyed MAC over the last sequence
+  number and that row's MAC, updated in the same transaction as each append; `verify`
+  compares the chain's end with it.
+- The log says what a person did: a read (`read`, `read_notes`) appends one event per reader,
+  subject and clinic day; repeats only raise a `ReadTally` count, shown beside that event.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask import current_app, has_app_context
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import AuditEvent, utcnow
+from ..models import AuditEvent, AuditHead, ReadTally, utcnow
 from . import accounts
 
-ACTIONS = {
-    "read": "read",
-    "write": "wrote",
-    "edit": "edited",
-    "share": "shared",
-    "revoke": "stopped sharing",
-    "delete": "deleted",
-    "annotate": "annotated",
-    "export": "exported",
-    "leave": "gave up access to",
-}
+log = logging.getLogger(__name__)
+
+READS = ("read", "read_notes")
+ANCHOR_REMADE = "anchor_remade"  # an append found the anchor missing and made it again
 _GENESIS = b"kapjournal/v1/audit-genesis"
+_HEAD_LABEL = b"kapjournal/v1/audit-head\x00"
+_HEAD_ID = 1
+_LOCK_KEY = "kapjournal.audit_head"  # session.info: (transaction, head) while the lock is held
 
 
 def _message(event: AuditEvent, previous_mac: bytes) -> bytes:
@@ -39,68 +52,276 @@ def _message(event: AuditEvent, previous_mac: bytes) -> bytes:
     return previous_mac + json.dumps(fields, sort_keys=True).encode()
 
 
-def record(
-    *, session: Session, actor_id, action: str, patient_id=None, entry_id=None, target_id=None
-) -> AuditEvent:
-    """Append an event in the caller's transaction (committed with the action it records)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One writer at a time extends the chain; the lock ends with the transaction.
-        session.exec(text("SELECT pg_advisory_xact_lock(727271)"))
+def _head_message(seq: int, last_mac: bytes) -> bytes:
+    return _HEAD_LABEL + json.dumps({"seq": seq, "last_mac": last_mac.hex()}).encode()
+
+
+def _seal_head(head: AuditHead, ring: crypto.Keyring) -> None:
+    head.kek_id = ring.active
+    head.mac = ring.audit_mac(ring.active, _head_message(head.seq, head.last_mac))
+
+
+# --- the lock and the anchor ---------------------------------------------------------------------
+
+
+def _insert(session: Session, model):
+    """INSERT with ON CONFLICT support for the session's database."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
+def _select_head(session: Session) -> AuditHead | None:
+    query = select(AuditHead).where(AuditHead.id == _HEAD_ID).with_for_update()
+    return session.exec(query.execution_options(populate_existing=True)).first()
+
+
+def _locked_head(session: Session, *, create: bool = True, mark: bool = True) -> AuditHead | None:
+    """The anchor row, locked until the caller's transaction ends (taken once per transaction).
+    A log without an anchor (a database from before anchors) is anchored at its current end,
+    unless `create` is false (then None). With `mark`, anchoring a log that has events also
+    appends an `anchor_remade` event, so that a lost anchor stays visible in the chain."""
+    held = session.info.get(_LOCK_KEY)
+    if held and held[0] is session.get_transaction() and held[1] in session:
+        return held[1]
+    if session.get_bind().dialect.name == "sqlite":
+        # pysqlite issues BEGIN before this statement; it takes SQLite's write lock, so the
+        # reads below see the latest commit and no other writer runs until ours ends.
+        session.exec(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+    head = _select_head(session)
+    if head is None:
+        if not create:
+            return None
+        made = _anchor_current_end(session)
+        head = _select_head(session)
+        if made and head.seq and mark:
+            _append(session, head, at=utcnow(), actor_id=None, action=ANCHOR_REMADE)
+    if not session.in_nested_transaction():
+        session.info[_LOCK_KEY] = (session.get_transaction(), head)
+    return head
+
+
+def _anchor_current_end(session: Session) -> bool:
+    """Insert the anchor at the chain's current end; whether this request made it (of two
+    first appends at once, one makes it and the other waits on its lock)."""
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
+    head = AuditHead(
+        id=_HEAD_ID, seq=last.seq if last else 0, last_mac=last.mac if last else _GENESIS
+    )
+    _seal_head(head, accounts.keyring())
+    values = {c: getattr(head, c) for c in ("id", "seq", "last_mac", "kek_id", "mac")}
+    insert = _insert(session, AuditHead).values(**values).on_conflict_do_nothing()
+    made = session.exec(insert.returning(AuditHead.__table__.c.id)).first() is not None
+    if made and last is not None:
+        log.warning("the access log had no anchor: anchored it at event %s", last.seq)
+    return made
+
+
+def anchor(*, session: Session) -> int:
+    """Make sure the log has its anchor (after `db upgrade` from a database without one);
+    returns the sequence number it anchors. The caller commits."""
+    return _locked_head(session, mark=False).seq
+
+
+# --- appending -----------------------------------------------------------------------------------
+
+
+def _append(
+    session: Session, head: AuditHead, *, at: datetime, actor_id, action, **about
+) -> AuditEvent:
     ring = accounts.keyring()
     event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
-        at=utcnow(),
+        seq=head.seq + 1, at=at, actor_id=actor_id, action=action, kek_id=ring.active, **about
+    )
+    event.mac = ring.audit_mac(event.kek_id, _message(event, head.last_mac))
+    head.seq, head.last_mac = event.seq, event.mac
+    _seal_head(head, ring)
+    session.add(event)
+    session.add(head)
+    session.flush()
+    return event
+
+
+def record(
+    *,
+    session: Session,
+    actor_id,
+    action: str,
+    patient_id=None,
+    entry_id=None,
+    target_id=None,
+    now: datetime | None = None,
+) -> AuditEvent | None:
+    """Append an event in the caller's transaction (committed with the action it records).
+    A read goes through `record_read` (once per reader, subject and day): None if it only
+    raised that day's count."""
+    if action in READS:
+        return record_read(
+            session=session,
+            reader_id=actor_id,
+            patient_id=patient_id,
+            entry_id=entry_id,
+            action=action,
+            now=now,
+        )
+    head = _locked_head(session)
+    return _append(
+        session,
+        head,
+        at=now or utcnow(),
         actor_id=actor_id,
         action=action,
         patient_id=patient_id,
         entry_id=entry_id,
         target_id=target_id,
-        kek_id=ring.active,
     )
-    event.mac = ring.audit_mac(event.kek_id, _message(event, last.mac if last else _GENESIS))
-    session.add(event)
-    session.flush()
-    return event
+
+
+def clinic_day(moment: datetime) -> date:
+    """The day `moment` falls on in the clinic's time zone (KAPJOURNAL_TIMEZONE)."""
+    name = (current_app.config.get("TIMEZONE") if has_app_context() else None) or "UTC"
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return moment.astimezone(zone).date()
+
+
+def record_read(
+    *,
+    session: Session,
+    reader_id,
+    patient_id,
+    entry_id=None,
+    action: str = "read",
+    now: datetime | None = None,
+) -> AuditEvent | None:
+    """Record that `reader_id` read an entry (`read`) or a patient's notes and practices
+    (`read_notes`). The first such read of the clinic day appends an event; later ones only
+    count (one upsert that concurrent requests cannot both win). Returns the new event, or
+    None when it was a repeat. The caller commits."""
+    if action not in READS:
+        raise ValueError(f"not a read: {action}")
+    now = now or utcnow()
+    subject = entry_id if action == "read" and entry_id is not None else patient_id
+    # The anchor is locked first, by every append: two requests of one reader that read the
+    # same entries in another order wait for each other instead of deadlocking on the tally.
+    head = _locked_head(session)
+    tally = ReadTally.__table__
+    upsert = (
+        _insert(session, ReadTally)
+        .values(
+            id=uuid.uuid4(),
+            reader_id=reader_id,
+            patient_id=patient_id,
+            subject_id=subject,
+            action=action,
+            day=clinic_day(now),
+            count=1,
+            event_seq=head.seq + 1,
+        )
+        .on_conflict_do_update(
+            index_elements=["reader_id", "subject_id", "action", "day"],
+            set_={"count": tally.c.count + 1},
+        )
+        .returning(tally.c.count)
+    )
+    if session.exec(upsert).scalar_one() > 1:
+        return None
+    return _append(
+        session,
+        head,
+        at=now,
+        actor_id=reader_id,
+        action=action,
+        patient_id=patient_id,
+        entry_id=entry_id,
+    )
+
+
+# --- checking ------------------------------------------------------------------------------------
 
 
 @dataclass
 class ChainReport:
     checked: int
     broken_at: int | None  # seq of the first row that does not match, or None
+    problem: str | None = None  # the rows fit together but not with their anchor
+    remade_at: list[int] = field(default_factory=list)  # `anchor_remade` events, if any
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None and self.problem is None
+
+    def __str__(self) -> str:
+        if self.broken_at is not None:
+            return f"the access log is broken at event {self.broken_at}"
+        return self.problem or f"the access log is intact ({self.checked} events)"
 
 
 def verify(*, session: Session, keyring: crypto.Keyring | None = None) -> ChainReport:
-    """Recompute the chain from the start; report the first row that does not fit."""
+    """Recompute the chain from the start and compare its end with the anchor; report the
+    first row that does not fit, or what is wrong with the end."""
     ring = keyring or accounts.keyring()
-    previous, expected_seq, checked = _GENESIS, 1, 0
+    previous, expected_seq, checked, remade = _GENESIS, 1, 0, []
     for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
         try:
             mac = ring.audit_mac(event.kek_id, _message(event, previous))
         except KeyError:
-            return ChainReport(checked, event.seq)
+            return ChainReport(checked, event.seq, remade_at=remade)
         if event.seq != expected_seq or mac != event.mac:
-            return ChainReport(checked, event.seq)
+            return ChainReport(checked, event.seq, remade_at=remade)
+        if event.action == ANCHOR_REMADE:
+            remade.append(event.seq)
         previous, expected_seq, checked = event.mac, expected_seq + 1, checked + 1
-    return ChainReport(checked, None)
+    head = session.get(AuditHead, _HEAD_ID)
+    return ChainReport(checked, None, _anchor_problem(head, ring, checked, previous), remade)
+
+
+def _anchor_problem(head: AuditHead | None, ring, checked: int, last_mac: bytes) -> str | None:
+    if head is None:
+        if checked == 0:
+            return None  # a new, empty log
+        return f"its anchor is missing: the log has {checked} events but no anchor row"
+    try:
+        expected = ring.audit_mac(head.kek_id, _head_message(head.seq, head.last_mac))
+    except KeyError:
+        return f"its anchor is sealed under an unknown KEK ({head.kek_id!r})"
+    if expected != head.mac:
+        return "its anchor was changed (its MAC does not match)"
+    if head.seq > checked:
+        return (
+            f"the newest events were removed: the log ends at {checked} "
+            f"but its anchor says {head.seq}"
+        )
+    if head.seq < checked:
+        return (
+            f"events were added behind its anchor: the log ends at {checked}, the anchor {head.seq}"
+        )
+    if head.last_mac != last_mac:
+        return f"the last event ({checked}) is not the one its anchor names"
+    return None
 
 
 class ChainBroken(Exception):
     """The access log does not verify, so `keys rotate` will not re-key (launder) it."""
 
     def __init__(self, report: ChainReport):
-        super().__init__(f"the access log is broken at event {report.broken_at}")
+        super().__init__(str(report))
         self.report = report
 
 
 def rekey(*, session: Session, keyring: crypto.Keyring) -> int:
-    """Re-MAC the whole chain under the active KEK (keys rotate), so retired KEKs can be
-    removed; raise ChainBroken instead if the chain does not verify. Returns the count."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_advisory_xact_lock(727271)"))  # no appends meanwhile
+    """Re-MAC the whole chain and its anchor under the active KEK (keys rotate), so retired
+    KEKs can be removed; raise ChainBroken instead if the log does not verify. Returns the
+    count of events."""
+    # Locked first (no appends meanwhile), but a missing anchor is not re-made here: over
+    # existing events that would hide what `verify` reports.
+    head = _locked_head(session, create=False)
     report = verify(session=session, keyring=keyring)
-    if report.broken_at is not None:
+    if not report.intact:
         raise ChainBroken(report)
+    if head is None:  # an empty log: anchor it, under the lock this takes
+        head = _locked_head(session)
     previous = _GENESIS
     events = list(session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))))
     for event in events:
@@ -108,12 +329,57 @@ def rekey(*, session: Session, keyring: crypto.Keyring) -> int:
         event.mac = keyring.audit_mac(keyring.active, _message(event, previous))
         previous = event.mac
         session.add(event)
+    head.last_mac = previous
+    _seal_head(head, keyring)
+    session.add(head)
     return len(events)
 
 
-def for_patient(*, session: Session, patient_id, entry_id=None, limit: int = 200):
-    """The events about a patient's entries, newest first."""
+# --- the patient's view --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One row of a patient's access log; `count`: how often that read happened that day."""
+
+    seq: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    action: str
+    patient_id: uuid.UUID | None
+    entry_id: uuid.UUID | None
+    target_id: uuid.UUID | None
+    count: int = 1
+
+
+def for_patient(
+    *, session: Session, patient_id, entry_id=None, limit: int = 200
+) -> list[LoggedEvent]:
+    """The events about a patient's entries, newest first, each read with its day's count."""
     query = select(AuditEvent).where(AuditEvent.patient_id == patient_id)
     if entry_id is not None:
         query = query.where(AuditEvent.entry_id == entry_id)
-    return list(session.exec(query.order_by(col(AuditEvent.seq).desc()).limit(limit)))
+    events = list(session.exec(query.order_by(col(AuditEvent.seq).desc()).limit(limit)))
+    reads = [e.seq for e in events if e.action in READS]
+    counts = {}
+    if reads:
+        counts = dict(
+            session.exec(
+                select(ReadTally.event_seq, ReadTally.count).where(
+                    ReadTally.patient_id == patient_id, col(ReadTally.event_seq).in_(reads)
+                )
+            ).all()
+        )
+    return [
+        LoggedEvent(
+            seq=e.seq,
+            at=e.at,
+            actor_id=e.actor_id,
+            action=e.action,
+            patient_id=e.patient_id,
+            entry_id=e.entry_id,
+            target_id=e.target_id,
+            count=counts.get(e.seq, 1),
+        )
+        for e in events
+    ]

@@ -69,6 +69,27 @@ def _wrap_ad(entry: Entry, reader_id) -> dict:
     }
 
 
+def _quote_ad(entry: Entry, annotation_id) -> dict:
+    return {
+        "p": "annotation/quote",
+        "annotation": str(annotation_id),
+        "entry": str(entry.id),
+        "version": entry.version,
+        "patient": str(entry.author_id),
+    }
+
+
+def seal_quote(entry: Entry, dek: bytes, annotation_id, quote: str) -> bytes:
+    """A note's quoted passage, sealed under the entry's data key (its current version), so
+    that whoever loses the entry loses the quote with it. Re-sealed with each new version."""
+    return crypto.seal(dek, quote.encode("utf-8"), _quote_ad(entry, annotation_id))
+
+
+def open_quote(entry: Entry, dek: bytes, annotation_id, blob: bytes) -> str:
+    """The quoted passage of a note on `entry`; CryptoError if it does not open."""
+    return crypto.open_sealed(dek, blob, _quote_ad(entry, annotation_id)).decode("utf-8")
+
+
 def body_digest(body: dict) -> str:
     """A fingerprint of a body, given to its editor's form to tell real conflicts apart."""
     return hashlib.sha256(_encode(body)).hexdigest()
@@ -139,13 +160,45 @@ def _dek_for(session: Session, entry: Entry, reader_id, private_key: bytes) -> b
 
 def read(*, session: Session, entry: Entry, reader_id, private_key: bytes) -> dict:
     """The body of an entry for one reader (who must hold a live grant)."""
+    return _read_with_key(session, entry, reader_id, private_key)[0]
+
+
+def _read_with_key(session: Session, entry: Entry, reader_id, private_key) -> tuple[dict, bytes]:
+    """The body and the data key of the entry's current version, for a reader."""
     grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
-    return open_body(
+    opened: dict = {}
+    body = open_body(
         entry,
         wrapped_key=grant.wrapped_key if grant else None,
         reader_id=reader_id,
         private_key=private_key,
+        key_cache=opened,
     )
+    return body, opened[f"{entry.id}:{entry.version}"]
+
+
+def data_keys(*, session: Session, entry_ids, reader_id, private_key) -> dict:
+    """entry id → (Entry, data key) for those of `entry_ids` the reader holds a live grant
+    on: one query, one unwrap each (`private_key` raw, loaded, or a callable)."""
+    if not entry_ids:
+        return {}
+    rows = session.exec(
+        select(Entry, Grant.wrapped_key)
+        .join(Grant, Grant.entry_id == Entry.id)
+        .where(
+            Grant.reader_id == reader_id,
+            col(Grant.entry_id).in_(list(entry_ids)),
+            col(Grant.wrapped_key).is_not(None),
+        )
+    ).all()
+    found = {}
+    for entry, wrapped in rows:
+        key = private_key() if callable(private_key) else private_key
+        try:
+            found[entry.id] = (entry, crypto.unwrap_key(wrapped, key, _wrap_ad(entry, reader_id)))
+        except crypto.CryptoError:
+            log.error("entry %s key did not open for reader %s", entry.id, reader_id)
+    return found
 
 
 def grant_of(*, session: Session, entry_id, reader_id) -> Grant | None:
@@ -219,16 +272,24 @@ def _unique(users) -> list[User]:
     return result
 
 
-def _reencrypt(session: Session, entry: Entry, body: dict) -> None:
-    """Make the next version under a new data key, re-wrapped for every remaining reader.
+def _reencrypt(session: Session, entry: Entry, body: dict, old_dek: bytes) -> None:
+    """Make the next version under a new data key, re-wrapped for every remaining reader,
+    and move the quotes of the notes on it to that key (`old_dek`: this version's key).
 
-    A data key captured before (by a reader since revoked) does not open the new version.
+    A data key captured before (by a reader since revoked) does not open the new version,
+    nor any quote on it.
     """
     grants = session.exec(select(Grant).where(Grant.entry_id == entry.id)).all()
     readers = {
         u.id: u
         for u in session.exec(select(User).where(col(User.id).in_([g.reader_id for g in grants])))
     }
+    notes = session.exec(
+        select(Annotation).where(
+            Annotation.entry_id == entry.id, col(Annotation.quote_blob).is_not(None)
+        )
+    ).all()
+    quotes = {note.id: _old_quote(entry, old_dek, note) for note in notes}
     entry.version += 1
     entry.updated_at = utcnow()
     dek = _seal_version(entry, body)
@@ -236,7 +297,19 @@ def _reencrypt(session: Session, entry: Entry, body: dict) -> None:
         if grant.wrapped_key is not None:  # pending grants stay pending
             grant.wrapped_key = _wrap_for(entry, dek, readers[grant.reader_id])
             session.add(grant)
+    for note in notes:
+        quote = quotes[note.id]
+        note.quote_blob = None if quote is None else seal_quote(entry, dek, note.id, quote)
+        session.add(note)
     session.add(entry)
+
+
+def _old_quote(entry: Entry, dek: bytes, note: Annotation) -> str | None:
+    try:
+        return open_quote(entry, dek, note.id, note.quote_blob)
+    except crypto.CryptoError:  # damaged: it can never open again; the note keeps its words
+        log.error("quote of annotation %s on entry %s did not open", note.id, entry.id)
+        return None
 
 
 def update(
@@ -251,11 +324,11 @@ def update(
 ) -> None:
     """Save an edit as a new version. If the saved text changed since the editor opened it
     (`base_digest` no longer matches), raise EditConflict and save nothing."""
-    saved = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
+    saved, dek = _read_with_key(session, entry, author.id, private_key)
     if body_digest(saved) != base_digest and saved != body:
         raise EditConflict(saved, entry.version)
     entry.session_id = session_id
-    _reencrypt(session, entry, body)
+    _reencrypt(session, entry, body, dek)
     _record(session, author, "edit", entry)
 
 
@@ -300,11 +373,28 @@ def revoke(*, session: Session, entry: Entry, author: User, private_key: bytes, 
     grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
     if grant is None:
         return
-    body = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
+    body, dek = _read_with_key(session, entry, author.id, private_key)
     session.delete(grant)
+    _drop_old_note_keys(session, entry, reader_id)
     session.flush()
-    _reencrypt(session, entry, body)
+    _reencrypt(session, entry, body, dek)
     _record(session, author, "revoke", entry, reader_id)
+
+
+def _drop_old_note_keys(session: Session, entry: Entry, reader_id) -> None:
+    """Whoever loses an entry loses the notes on it written before quotes moved under the
+    entry's key (their quote is inside the note's own blob): their keys to those go."""
+    old_notes = select(Annotation.id).where(
+        Annotation.entry_id == entry.id, col(Annotation.quote_blob).is_(None)
+    )
+    for key in session.exec(
+        select(ItemKey).where(
+            ItemKey.subject_kind == "annotation",
+            ItemKey.reader_id == reader_id,
+            col(ItemKey.subject_id).in_(old_notes),
+        )
+    ):
+        session.delete(key)
 
 
 def complete_pending_grant(
@@ -326,8 +416,8 @@ def complete_pending_grant(
 def rotate(*, session: Session, entry: Entry, author: User, private_key: bytes) -> None:
     """Finish a revocation made without the author's key (someone left, DESIGN §3 flow 5):
     re-encrypt the entry under a new data key for the readers it still has."""
-    body = read(session=session, entry=entry, reader_id=author.id, private_key=private_key)
-    _reencrypt(session, entry, body)
+    body, dek = _read_with_key(session, entry, author.id, private_key)
+    _reencrypt(session, entry, body, dek)
     entry.needs_rotation = False
     session.add(entry)
 

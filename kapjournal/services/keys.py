@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from .. import crypto
 from ..models import Invitation, User
-from . import accounts, audit, care, push, totp
+from . import accounts, audit, care, push, sessions, totp
 
 # Each KEK-sealed column of User and the purpose its associated data names.
 USER_BLOBS = {
@@ -19,8 +19,9 @@ USER_BLOBS = {
 
 
 def rotate(*, session: Session, keyring: crypto.Keyring) -> int:
-    """Re-seal under the active KEK, recompute email lookups and re-key the access log;
-    returns how many values. Raises audit.ChainBroken (changing nothing) on a tampered log."""
+    """Re-seal under the active KEK, recompute email lookups and re-key the access log (its
+    chain and its anchor); returns how many values. Raises audit.ChainBroken (changing
+    nothing) on a tampered or truncated log."""
     count = audit.rekey(session=session, keyring=keyring)
     for user in session.exec(select(User)):
         for column, purpose in USER_BLOBS.items():
@@ -37,4 +38,5 @@ def rotate(*, session: Session, keyring: crypto.Keyring) -> int:
         session.add(invitation)
         count += 1
     count += push.reseal(session=session, keyring=keyring)
+    count += sessions.reseal(session=session, keyring=keyring)
     return count

@@ -114,6 +114,12 @@ def untick(*, session: Session, practice: Practice, day: date) -> None:
         session.delete(check)
 
 
+def days_of(*, session: Session, practice: Practice) -> list[date]:
+    """The days the practice was ticked, newest first (clear dates: nothing is opened)."""
+    query = select(PracticeCheck.day).where(PracticeCheck.practice_id == practice.id)
+    return list(session.exec(query.order_by(col(PracticeCheck.day).desc())))
+
+
 def tickable_days(today: date, *, started: date) -> list[date]:
     """The days a patient may tick, newest first: today, and the days before it back to a
     week ago, but none before the practice was recorded (`started`, in the patient's zone)."""

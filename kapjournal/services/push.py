@@ -14,6 +14,8 @@ import binascii
 import ipaddress
 import json
 import logging
+import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ import requests
 from flask import current_app
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
+from requests.adapters import HTTPAdapter
 from sqlmodel import Session, select
 
 from .. import crypto
@@ -42,8 +45,23 @@ SERVICES = {
 }
 
 
+# Names that never lead to a public push service (RFC 6761, RFC 8375, ICANN's .internal).
+_PRIVATE_SUFFIXES = ("localhost", "localdomain", "local", "internal", "home.arpa", "lan")
+# Tests only: the push service they run on http://127.0.0.1 (never honoured in production).
+LOCAL_TEST_SERVICE = "PUSH_TEST_LOCAL_SERVICE"
+
+
 class InvalidSubscription(ValueError):
     """What the browser sent is not a usable Web Push subscription."""
+
+
+class EndpointUnreachable(requests.ConnectionError):
+    """Nothing was sent, nothing connected: the endpoint's name did not resolve."""
+
+
+class EndpointNotPublic(EndpointUnreachable):
+    """Nothing was sent, nothing connected: the name resolves to an address that is not a
+    public one (this machine, a private network, link-local, reserved)."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +144,9 @@ def _vapid() -> Vapid:
 
 
 def parse(data: object) -> Subscription:
-    """Check a subscription from the browser: an https endpoint (plain http only to this
-    machine, outside production) and the device's P-256 key and 16-byte auth secret."""
+    """Check a subscription from the browser: a public https push service (see
+    `endpoint_target` and `public_addresses`) and the device's P-256 key and 16-byte auth
+    secret."""
     if not isinstance(data, dict) or not isinstance(data.get("keys"), dict):
         raise InvalidSubscription("not a push subscription")
     endpoint, keys = data.get("endpoint"), data["keys"]
@@ -145,23 +164,106 @@ def parse(data: object) -> Subscription:
 
 
 def _check_endpoint(endpoint: str) -> None:
+    """Refuse anything but a public https push service: by its form, then by where its name
+    resolves now (a name that does not resolve yet is checked again at every send)."""
+    _, host, port = endpoint_target(endpoint)
+    try:
+        public_addresses(host, port)
+    except EndpointNotPublic:
+        raise InvalidSubscription("endpoint must be a public push service") from None
+    except EndpointUnreachable:
+        pass  # no answer from DNS now; `send` resolves and checks again before connecting
+
+
+def _local_test_service() -> bool:
+    cfg = current_app.config
+    return bool(cfg.get("TESTING") and cfg.get(LOCAL_TEST_SERVICE) and not cfg["PRODUCTION"])
+
+
+def _is_address(host: str) -> bool:
+    """Whether `host` is an IP address in any notation a resolver accepts (127.1, 2130706433,
+    0x7f000001, [::1], ...) rather than a name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(host)
+        return True
+    except OSError:
+        pass
+    last = host.rsplit(".", 1)[-1]  # a numeric last label makes it an address (URL standard)
+    return bool(re.fullmatch(r"[0-9]+|0x[0-9a-f]*", last))
+
+
+def endpoint_target(endpoint: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an endpoint that may be posted to: https on port 443 to a
+    public DNS name, never a bare address, `localhost` or an internal name. Raises
+    InvalidSubscription. (Tests may allow plain http to 127.0.0.1, see LOCAL_TEST_SERVICE.)"""
     if len(endpoint) > ENDPOINT_MAX:
         raise InvalidSubscription("endpoint too long")
     parts = urlsplit(endpoint)
-    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidSubscription("endpoint is not a push service URL") from None
+    host = (parts.hostname or "").removesuffix(".")
     if parts.username or parts.password or not host:
         raise InvalidSubscription("endpoint is not a push service URL")
+    if parts.scheme == "http" and host == "127.0.0.1" and _local_test_service():
+        return "http", host, port or 80
+    if parts.scheme != "https" or port not in (None, 443):
+        raise InvalidSubscription("endpoint must be an https push service on port 443")
+    private = "." not in host or any(
+        host == suffix or host.endswith("." + suffix) for suffix in _PRIVATE_SUFFIXES
+    )
+    if private or ".." in host or _is_address(host):
+        raise InvalidSubscription("endpoint must be a public push service")
+    return "https", host, 443
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def public_addresses(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, if all are public (global unicast); else raise
+    EndpointNotPublic, or EndpointUnreachable when the name does not resolve."""
+    if host == "127.0.0.1" and _local_test_service():
+        return [host]
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    local = host == "localhost" or (address is not None and address.is_loopback)
-    if current_app.config["PRODUCTION"]:
-        # The server posts to this URL: never to itself or to a bare address.
-        if parts.scheme != "https" or local or address is not None:
-            raise InvalidSubscription("endpoint must be an https push service")
-    elif parts.scheme != "https" and not (parts.scheme == "http" and local):
-        raise InvalidSubscription("endpoint must be https")
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise EndpointUnreachable(host) from None
+    addresses = list(dict.fromkeys(info[4][0] for info in found))
+    if not addresses or not all(_is_public(a) for a in addresses):
+        raise EndpointNotPublic(host)
+    return addresses
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to an address it checked itself, so a name cannot resolve to a public address
+    when checked and to this machine when connected (DNS rebinding). TLS still checks the
+    certificate against the name (SNI too), and the Host header names it. No proxies."""
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        try:
+            scheme, host, port = endpoint_target(request.url)
+        except InvalidSubscription:
+            raise EndpointNotPublic(urlsplit(request.url).hostname) from None
+        address = public_addresses(host, port)[0]
+        if scheme == "https":
+            pool_kwargs = {**pool_kwargs, "server_hostname": host, "assert_hostname": host}
+        host_params = {**host_params, "host": address, "port": port}
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def add_headers(self, request, **kwargs) -> None:
+        request.headers["Host"] = urlsplit(request.url).netloc
 
 
 def _ad(row: PushSubscription) -> dict:
@@ -257,13 +359,33 @@ def reseal(*, session: Session, keyring: crypto.Keyring) -> int:
 SENT, GONE_FOR_GOOD, FAILED = "sent", "gone", "failed"
 
 
+def pinned_session() -> requests.Session:
+    """An HTTP client that posts only to public push services, connecting to the address it
+    checked (see `_PinnedAdapter`), with no proxy and no redirects."""
+    http = requests.Session()
+    http.trust_env = False  # no proxy from the environment: it would connect for us, unchecked
+    http.max_redirects = 0  # a push service answers; it does not send us elsewhere
+    pinned = _PinnedAdapter(max_retries=0)
+    http.mount("https://", pinned)
+    http.mount("http://", pinned)
+    return http
+
+
 def send(subscription: Subscription, message: dict, *, ttl: int = 24 * 3600) -> str:
     """Encrypt `message` (JSON) to the device and post it to its push service.
 
-    Returns SENT, GONE_FOR_GOOD (the browser unsubscribed: forget the row) or FAILED (try
-    again later). Never raises for a push service's answer or a network failure."""
-    http = requests.Session()
-    http.max_redirects = 0  # a push service answers; it does not send us elsewhere
+    The endpoint is checked again here (it may predate the checks, or its name may resolve
+    elsewhere now), and the connection goes to the very address that was checked.
+    Returns SENT, GONE_FOR_GOOD (the browser unsubscribed, or the endpoint can never be
+    posted to: forget the row) or FAILED (try again later). Never raises for a push
+    service's answer or a network failure."""
+    host = urlsplit(subscription.endpoint).hostname
+    try:
+        endpoint_target(subscription.endpoint)
+    except InvalidSubscription:
+        log.warning("push to %s refused: not a public https push service", host)
+        return GONE_FOR_GOOD
+    http = pinned_session()
     try:
         webpush(
             subscription.as_info(),
@@ -277,14 +399,10 @@ def send(subscription: Subscription, message: dict, *, ttl: int = 24 * 3600) -> 
         )
     except WebPushException as exc:
         status = exc.status_code
-        log.warning(
-            "push to %s failed with status %s", urlsplit(subscription.endpoint).hostname, status
-        )
+        log.warning("push to %s failed with status %s", host, status)
         return GONE_FOR_GOOD if status in GONE else FAILED
     except (requests.RequestException, VapidException) as exc:
-        log.warning(
-            "push to %s failed: %s", urlsplit(subscription.endpoint).hostname, type(exc).__name__
-        )
+        log.warning("push to %s failed: %s", host, type(exc).__name__)
         return FAILED
     finally:
         http.close()

@@ -360,6 +360,25 @@ def agenda(
     return sorted(items, key=lambda i: i.sort_key)
 
 
+def agenda_progress(
+    *, session: Session, therapist: User, patient: User, since: datetime
+) -> tuple[int, int]:
+    """How many of the agenda's items are talked through, and how many there are, as
+    `agenda` would list them, from clear metadata only (nothing is opened or read)."""
+    flags = entry_flags(
+        session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
+    )
+    flagged = {flag.entry_id for flag in flags}
+    done = [flag.discussed_at is not None for flag in flags]
+    query = flagged_notes(
+        session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
+    )
+    for note, _ in session.exec(query):
+        if note.entry_id not in flagged:
+            done.append(note.discussed_at is not None)
+    return sum(done), len(done)
+
+
 def _place_alone(session: Session, note, entry: Entry, therapist: User, private_key) -> None:
     """Find where a flagged note's passage is now (reading the entry, which is logged)."""
     try:

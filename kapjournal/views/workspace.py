@@ -36,9 +36,9 @@ def _me() -> User:
 
 
 def _back(default: str):
-    """303 to the page a form came from (its `next` field), or to `default`."""
-    target = form_text("next", 500)
-    return redirect(safe_next(target) if target else default, code=303)
+    """303 to the page a form came from (its `next` field, if a path on this site), or to
+    `default`."""
+    return redirect(safe_next(form_text("next", 500), default), code=303)
 
 
 def _today_start() -> datetime:
@@ -49,6 +49,17 @@ def _today_start() -> datetime:
 
 def _flag(name: str) -> bool:
     return request.form.get(name) in ("1", "yes", "on")
+
+
+def _in_place() -> bool:
+    """Whether a component's own htmx request (not a boosted form) posted this: it gets its
+    block back and records only the action, never re-reading the page it came from."""
+    return bool(request.htmx) and not request.htmx.boosted
+
+
+def _next_path() -> str:
+    """The page a component sits on, without its anchor (to render its `next` field again)."""
+    return form_text("next", 500).partition("#")[0]
 
 
 # --- notes on an entry (therapist) -----------------------------------------------------------
@@ -107,10 +118,9 @@ def notes_page(entry_id: uuid.UUID):
 def annotate(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="annotate")
+    private_key = current_user.private_key()
     try:
-        body = journal.read(
-            session=dbs, entry=entry, reader_id=_me().id, private_key=current_user.private_key()
-        )
+        body = journal.read(session=dbs, entry=entry, reader_id=_me().id, private_key=private_key)
     except journal.EntryUnreadable:
         abort(500)
     try:
@@ -136,6 +146,7 @@ def annotate(entry_id: uuid.UUID):
             entry=entry,
             paragraph=paragraph,
             bring_to_session=_flag("bring_to_session"),
+            private_key=private_key,
         )
     except ValidationError as exc:
         dbs.rollback()
@@ -153,8 +164,18 @@ def annotate(entry_id: uuid.UUID):
 def flag_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="annotate")
-    workspace.set_entry_flag(session=dbs, entry=entry, therapist=_me(), flagged=_flag("flagged"))
+    flagged = _flag("flagged")
+    workspace.set_entry_flag(session=dbs, entry=entry, therapist=_me(), flagged=flagged)
     dbs.commit()
+    if _in_place():
+        return render(
+            "workspace/_entry_flag.html",
+            block="entry_flag",
+            entry_id=entry.id,
+            flagged=flagged,
+            place="page" if form_text("place", 10) == "page" else "card",
+            next=form_text("next", 500),
+        )
     return _back(url_for("workspace.notes_page", entry_id=entry.id))
 
 
@@ -224,7 +245,7 @@ def resolve_note(note_id: uuid.UUID):
     note = _get_note(note_id, "edit")
     annotations.set_resolved(session=db.session(), note=note, by=_me(), resolved=_flag("resolved"))
     db.session().commit()
-    return _back(_note_home(note))
+    return _note_controls(note) if _in_place() else _back(_note_home(note))
 
 
 @bp.post("/notes/<uuid:note_id>/flag")
@@ -233,7 +254,18 @@ def flag_note(note_id: uuid.UUID):
     note = _get_note(note_id, "mark")
     annotations.set_flag(session=db.session(), note=note, by=_me(), flagged=_flag("flagged"))
     db.session().commit()
-    return _back(_note_home(note))
+    return _note_controls(note) if _in_place() else _back(_note_home(note))
+
+
+def _note_controls(note: Annotation):
+    """A note's badges and buttons, for htmx: the note itself is not opened again."""
+    return render(
+        "workspace/_note.html",
+        block="note_controls",
+        note=annotations.Note(annotation=note, note=None),
+        mode="session" if form_text("mode", 10) == "session" else "therapist",
+        back=_next_path(),
+    )
 
 
 @bp.post("/notes/<uuid:note_id>/delete")
@@ -362,19 +394,35 @@ def discussed(patient_id: uuid.UUID):
     except ValueError:
         abort(404)
     done = _flag("discussed")
+    entry = None
     if form_text("kind", 10) == "entry":
         entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=item_id, need="annotate")
         flag = workspace.flag_of(session=dbs, entry=entry, therapist=_me())
         if flag is None or entry.author_id != patient.id:
             abort(404)
         workspace.set_entry_discussed(session=dbs, flag=flag, by=_me(), discussed=done)
+        item = workspace.AgendaItem(kind="entry", id=entry.id, discussed_at=flag.discussed_at)
     else:
         note = _get_note(item_id, "mark")
         if note.patient_id != patient.id:
             abort(404)
         annotations.set_discussed(session=dbs, note=note, by=_me(), discussed=done)
+        item = workspace.AgendaItem(kind="note", id=note.id, discussed_at=note.discussed_at)
     dbs.commit()
-    return _back(url_for("workspace.session_view", patient_id=patient.id))
+    if not _in_place():
+        return _back(url_for("workspace.session_view", patient_id=patient.id))
+    item.entry = entry
+    progress = workspace.agenda_progress(
+        session=dbs, therapist=_me(), patient=patient, since=_today_start()
+    )
+    return render(
+        "workspace/_agenda_item.html",
+        block="discussed",
+        item=item,
+        patient=patient,
+        back=_next_path(),
+        progress=progress,
+    )
 
 
 @bp.post("/patients/<uuid:patient_id>/session/notes")
@@ -466,13 +514,23 @@ def tick(practice_id: uuid.UUID):
         day = date.fromisoformat(form_text("day", 20))
     except ValueError:
         day = None
-    if day in _tickable_days(practice) and practice.ended_at is None:
+    tickable = _tickable_days(practice)
+    if day in tickable and practice.ended_at is None:
         if _flag("done"):
             practices.tick(session=dbs, practice=practice, day=day)
         else:
             practices.untick(session=dbs, practice=practice, day=day)
         dbs.commit()
-    return _back(url_for("journal.timeline", _anchor=f"practice-{practice.id}"))
+    if not _in_place():
+        return _back(url_for("journal.timeline", _anchor=f"practice-{practice.id}"))
+    days = practices.days_of(session=dbs, practice=practice)
+    return render(
+        "workspace/_practice.html",
+        block="practice_ticks",
+        p=practices.Opened(practice=practice, body=None, days=days),
+        today=tickable[0],
+        tick_days={practice.id: tickable},
+    )
 
 
 # --- leaving a care team --------------------------------------------------------------------

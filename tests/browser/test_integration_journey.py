@@ -105,6 +105,8 @@ def test_therapist_runs_an_integration_session_and_the_patient_sees_note_and_pra
     assert size >= 20, f"the agenda is read across a table: {size}px is too small"
     page.get_by_role("button", name="Mark as talked through").click()
     expect(page.locator(".agenda-item .done-mark")).to_have_text("Talked through")
+    expect(page.locator("#agenda-progress")).to_have_text("1 of 1 talked through.")
+    page.evaluate("window.scrollTo(0, 0)")  # swapped in place: the page did not jump
     assert_fits_the_screen(page)
 
     notes = page.get_by_role("region", name="Notes from today")
