@@ -347,9 +347,11 @@ class ItemKey(SQLModel, table=True):
 class SafetyCheck(SQLModel, table=True):
     """What the care team must see after a PHQ-9: one row for every PHQ-9, whatever the answers,
     so that neither a row nor its clear columns tell whether item 9 was answered above 0. The
-    blob (item 9's answer and the score) is under its own data key, wrapped (ItemKey rows) to
-    each therapist on the care team. `reviewed_at` is set when a therapist has seen it: at once
-    for a check with nothing to flag, on acknowledgement for one with a flag."""
+    blob ({"flag": 0|1}: whether item 9 was answered above 0; checks written before hold item
+    9's answer and the score, of which only that much is read) is under its own data key,
+    wrapped (ItemKey rows) to each therapist on the care team. `reviewed_at` is set when a
+    therapist has seen it: at once for a check with nothing to flag, on acknowledgement for one
+    with a flag."""
 
     __tablename__ = "safety_check"
 

@@ -6,7 +6,7 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v4";
+const CACHE = "kapjournal-shell-v5";
 const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in"];
 const PAGES = ["/offline", "/help"].concat(WRITE);
 const PRECACHE = [

@@ -812,9 +812,13 @@ def test_entry_text_is_escaped_on_every_page_that_shows_it(app, patient, therapi
         "intention page": as_patient.get(f"/entries/{intention}"),
         "edit form": as_patient.get(f"/entries/{reflection}/edit"),
         "timeline": as_patient.get("/journal"),
-        "search": as_patient.get("/journal/search?q=alert"),
-        "search fragment": as_patient.get(
-            "/journal/search?q=alert", headers={"HX-Request": "true"}
+        "search": post(as_patient, "/journal/search", {"q": "alert"}, token_from="/journal"),
+        "search fragment": post(
+            as_patient,
+            "/journal/search",
+            {"q": "alert"},
+            token_from="/journal",
+            headers={"HX-Request": "true"},
         ),
         "therapist's entry page": as_therapist.get(f"/entries/{reflection}"),
         "therapist's patient page": as_therapist.get(f"/patients/{patient.id}"),

@@ -517,7 +517,11 @@ def test_the_flag_shows_on_the_patient_page_and_the_session_view(
     as_therapist = client_for(app, therapist)
     for path in (f"/patients/{patient.id}", f"/patients/{patient.id}/session"):
         page = visible(text_of(as_therapist.get(path)))
-        assert "Safety flag" in page and "Questionnaire scores" in page and "Several days" in page
+        assert "Safety flag" in page and "Questionnaire scores" in page
+        # The flag says item 9 was above "Not at all", never which answer (the result, shared
+        # here, is one link away).
+        assert "of self-harm) was answered above “Not at all”." in page
+        assert "Several days" not in page and "Open the result" in page
     ack = submit(
         as_therapist, form_on(as_therapist.get(f"/patients/{patient.id}"), button="Acknowledge")
     )
@@ -598,7 +602,7 @@ def test_a_supporter_sees_the_plan_only_when_the_patient_shares_it(
     shared = post(
         as_patient,
         f"/entries/{plan_id}/share",
-        {"reader_id": str(supporter.id)},
+        {"reader_id": str(supporter.id), "confirm": "1"},  # after the question naming them
         token_from="/journal",
     )
     assert shared.status_code == 303

@@ -497,9 +497,11 @@ def test_patient_shares_with_a_supporter_from_the_entry_and_when_writing(
     app, as_patient, patient, therapist, supporter
 ):
     entry_id = write_entry(as_patient, text="From the entry page.")
-    assert (
-        press(as_patient, f"/entries/{entry_id}", f"Share with {supporter.name}").status_code == 303
-    )
+    asked = press(as_patient, f"/entries/{entry_id}", f"Share with {supporter.name}")
+    assert asked.status_code == 200  # asked once, naming them and what they will read
+    assert not grant_of_reader(app, entry_id, supporter.id)
+    confirm = form_on(asked, f"/entries/{entry_id}/share", button=f"Share with {supporter.name}")
+    assert submit(as_patient, confirm).status_code == 303
     assert grant_of_reader(app, entry_id, supporter.id)
     written = write_entry(as_patient, text="Shared as I write.", share=[supporter.id])
     assert grant_of_reader(app, written, supporter.id)

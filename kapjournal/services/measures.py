@@ -5,8 +5,10 @@ body, shared like any entry (with the care team by default; the patient may chan
 never with a support member. Dates are clear metadata, as for every entry, so the app can say
 when a questionnaire is due without opening anything.
 
-After every PHQ-9 a SafetyCheck is written for the care team, whatever the answers: item 9
-and the score under its own data key, wrapped to each therapist. A therapist's caseload opens
+After every PHQ-9 a SafetyCheck is written for the care team, whatever the answers: only
+whether item 9 was answered above "Not at all" (never the answer or the score: those stay in
+the result, which the care team reads only if the patient shares it), under its own data key,
+wrapped to each therapist. A therapist's caseload opens
 the checks still open: one without a flag is marked seen there and then, one with a flag
 stays until a therapist acknowledges it. Both leave the same row and the same one access-log
 event, so once a flag is acknowledged neither the tables nor the log tell it from a routine
@@ -24,12 +26,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from .. import crypto
 from ..models import (
     MEASURE_KINDS,
     Entry,
+    Grant,
     ItemKey,
     SafetyCheck,
     TreatmentSession,
@@ -189,7 +193,8 @@ def _add_safety_check(session: Session, *, patient: User, entry: Entry, body: di
         return  # no one in the app to tell; the patient is shown the crisis lines regardless
     check = SafetyCheck(patient_id=patient.id, response_id=entry.id)
     dek = crypto.random_key()
-    content = {"item9": body["items"][SAFETY_ITEM], "score": body["score"]}
+    # 0 or 1, not false/true: the blob has the same length whatever the answer was.
+    content = {"flag": int(body["items"][SAFETY_ITEM] > 0)}
     check.body_blob = crypto.seal(dek, json.dumps(content).encode(), _body_ad(check))
     session.add(check)
     for therapist in therapists:
@@ -205,12 +210,14 @@ def _add_safety_check(session: Session, *, patient: User, entry: Entry, body: di
 
 @dataclass
 class Flag:
-    """A PHQ-9 whose item 9 was answered above 0, not yet acknowledged. `item9` is None when
-    the check did not open: it is shown as a flag, to be safe."""
+    """An unacknowledged PHQ-9 check whose item 9 was answered above "Not at all". It holds no
+    answer and no score: those are in the result, which the therapist opens (a read like any
+    other) only if the patient shared it (`shared`). `opened` is False when the check did not
+    open: it is shown as a flag, to be safe."""
 
     check: SafetyCheck
-    item9: int | None
-    score: int | None
+    opened: bool = True
+    shared: bool = False
 
 
 def open_flags(
@@ -218,9 +225,15 @@ def open_flags(
 ) -> dict[uuid.UUID, list[Flag]]:
     """The unacknowledged flags of these patients, by patient. Open checks without a flag are
     marked seen by `therapist` on the way (and logged). The caller commits."""
+    shared_with_me = and_(
+        Grant.entry_id == SafetyCheck.response_id,
+        Grant.reader_id == therapist.id,
+        col(Grant.wrapped_key).is_not(None),
+    )
     query = (
-        select(SafetyCheck, ItemKey.wrapped_key)
+        select(SafetyCheck, ItemKey.wrapped_key, Grant.id)
         .join(ItemKey, ItemKey.subject_id == SafetyCheck.id)
+        .outerjoin(Grant, shared_with_me)
         .where(
             ItemKey.subject_kind == KIND,
             ItemKey.reader_id == therapist.id,
@@ -230,14 +243,22 @@ def open_flags(
         .order_by(col(SafetyCheck.created_at))
     )
     flags: dict[uuid.UUID, list[Flag]] = {}
-    for check, wrapped in session.exec(query).all():
+    for check, wrapped, grant_id in session.exec(query).all():
         content = _open(check, wrapped, therapist.id, private_key)
-        if content is not None and content["item9"] == 0:
+        if content is not None and not _flagged(content):
             mark_reviewed(session=session, check=check, therapist=therapist)
             continue
-        item9, total = (content["item9"], content["score"]) if content else (None, None)
-        flags.setdefault(check.patient_id, []).append(Flag(check, item9, total))
+        flag = Flag(check, opened=content is not None, shared=grant_id is not None)
+        flags.setdefault(check.patient_id, []).append(flag)
     return flags
+
+
+def _flagged(content: dict) -> bool:
+    """Whether a check says item 9 was above "Not at all". Checks written before this rule
+    hold item 9's answer and the score; only this much of them is ever used."""
+    if "flag" in content:
+        return bool(content["flag"])
+    return bool(content.get("item9"))
 
 
 def _open(check: SafetyCheck, wrapped: bytes, reader_id, private_key) -> dict | None:

@@ -19,11 +19,13 @@ from ..services import (
     instruments,
     journal,
     measures,
+    sharing,
     support,
 )
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, timeline_for, viewer_zone
 from . import workspace as workspace_views
+from .auth import limit_password_checks
 
 bp = Blueprint("journal", __name__)
 
@@ -55,13 +57,24 @@ def timeline_page(groups, items):
         session_labels=course.KIND_LABELS,
         due=measures.due(session=db.session(), patient=_me()),
         **workspace_views.patient_home(items),
+        shared_with=_shared_with(items),
     )
 
 
-@bp.get("/journal/search")
+def _shared_with(items) -> dict:
+    ids = [item.entry.id for item in items]
+    return sharing.in_words_by_entry(session=db.session(), author=_me(), entry_ids=ids)
+
+
+@bp.route("/journal/search", methods=["GET", "POST"])
 @policy.allow("patient")
 def search():
-    query = request.args.get("q", "")[:200]
+    """The search form, and (POST) what it finds. The words searched for are decrypted journal
+    vocabulary: they travel only in a POST body, never in a URL, so no request log, browser
+    history, Referer or cache holds them. A `q` in a URL is ignored, not searched."""
+    if request.method == "GET":
+        return render("journal/search.html", query="", results=[])
+    query = form_text("q", 200)
     results = journal.search(_timeline()[1], query) if query.strip() else []
     return render(
         "journal/search.html",
@@ -69,6 +82,7 @@ def search():
         query=query,
         results=results,
         labels=entry_forms.KIND_LABELS,
+        shared_with=_shared_with(results),
     )
 
 
@@ -322,6 +336,17 @@ def share_entry(entry_id: uuid.UUID):
         session=dbs, patient=_me(), reader=reader, kind=entry.kind
     ):
         abort(404)
+    if reader.role == "support" and request.form.get("confirm") != "1":
+        # Family and friends are asked about once, naming them and what they will read; the
+        # care team is the clinical relationship the patient joined: one tap.
+        return render(
+            "journal/share_confirm.html",
+            block="confirm",
+            entry=entry,
+            reader=reader,
+            name=accounts.name_of(reader),
+            labels=entry_forms.KIND_LABELS,
+        )
     journal.share(
         session=dbs,
         entry=entry,
@@ -385,6 +410,7 @@ def new_session():
 
 @bp.route("/account/sharing", methods=["GET", "POST"])
 @policy.allow("patient")
+@limit_password_checks
 def sharing_defaults():
     kinds = [(k, entry_forms.KIND_LABELS[k]) for k in entry_forms.WRITABLE_KINDS]
     kinds += [(i.key, i.name) for i in instruments.INSTRUMENTS.values()]

@@ -223,6 +223,7 @@ def result(entry_id: uuid.UUID):
     instrument = INSTRUMENTS[entry.kind]
     body, mine = journal_views.read_as_viewer(entry)
     safety = mine and instruments.needs_safety_response(instrument, body["items"])
+    sharing = journal_views.sharing_of(entry) if mine else {}
     return render(
         "measures/result.html",
         entry=entry,
@@ -232,8 +233,12 @@ def result(entry_id: uuid.UUID):
         mine=mine,
         safety=safety,
         plan=safety_plan_of(_me()) if safety else None,
-        **(journal_views.sharing_of(entry) if mine else {}),
+        **sharing,
         has_care_team=mine and bool(care.therapists_of(session=dbs, patient=_me())),
+        care_team_reads=any(
+            reader.role == "therapist" and not pending
+            for reader, _, pending in sharing.get("readers", [])
+        ),
         patient_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
         answer_labels=dict(instruments.ANSWERS),
         difficulty_labels=dict(instruments.DIFFICULTY_ANSWERS),

@@ -111,6 +111,14 @@
   initShare(doc);
   doc.addEventListener("htmx:load", function (e) { initShare(e.target); });
 
+  // A question swapped into the page by htmx (e.g. "Share this with …?"): focus it.
+  doc.addEventListener("htmx:load", function (e) {
+    var el = e.target;
+    if (el === doc.body || !el.querySelector) return;
+    var q = el.matches("[data-focus]") ? el : el.querySelector("[data-focus]");
+    if (q) q.focus();
+  });
+
   // After htmx swaps <body> or <main>, focus its <h1> for screen readers.
   doc.body.addEventListener("htmx:afterSwap", function (e) {
     var t = e.target;

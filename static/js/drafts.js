@@ -1,6 +1,8 @@
 /* <form data-draft>: drafts, and the queue of new entries not yet sent (DESIGN §6).
-   Both live in IndexedDB, AES-GCM under one non-extractable key. A draft is saved on each
-   typing pause. A new entry saved offline, or whose sending was not confirmed (a network
+   Both live in IndexedDB, AES-GCM under one non-extractable key. A draft is saved as it is
+   typed, with no pause needed: words typed in a panic right before a tap on "Need help now?",
+   a link or Back are there when the person comes back (leaving waits for the save in flight,
+   at most a second). A new entry saved offline, or whose sending was not confirmed (a network
    error, a 5xx, an expired session), waits in the queue with its client_id; it leaves the
    queue only when the server answers with the entry's page. The server is idempotent on
    client_id, so sending again (a retry, a double tap, a second tab) never makes a second
@@ -62,15 +64,26 @@
   const blank = (v) => Object.keys(v).every((k) => !v[k] || k == "client_id|");
   const say = (f, m, s = f.querySelector(".draft-status")) => s && s.textContent != m &&
     (s.textContent = m);
-  const save = (f, pending) => {
-    clearTimeout(f.timer), f.timer = 0;
-    const id = f.dataset.draft, v = read(f);
-    later(async () => {
-      const rec = await seal(v);
-      await db("drafts", (s) => s.put({ id, ...rec, pending: pending || 0, owner: me() }, id), 1);
-      if (!pending) say(f, "Saved on this phone.");
-    });
+  const store = async (f, v, pending, quiet) => {
+    const id = f.dataset.draft, rec = await seal(v);
+    await db("drafts", (s) => s.put({ id, ...rec, pending: pending || 0, owner: me() }, id), 1);
+    f.last = JSON.stringify(v);
+    if (!pending && !quiet) say(f, "Saved on this phone.");
   };
+  // Sent: the words as they are now, marked as waiting for the server's answer.
+  const save = (f, pending) => { const v = read(f); return later(() => store(f, v, pending)); };
+  // Typed: saved at once. One save at a time per form; while it runs, the newest words wait
+  // for the next one (only the newest matter), so nothing typed is ever skipped.
+  const keep = (f, quiet) => {
+    f.dirty = 1;
+    return f.saving || (f.saving = later(async () => {
+      while (f.dirty) f.dirty = 0, await store(f, read(f), 0, quiet);
+    }).then(() => (f.saving = 0)));
+  };
+  const saving = () => forms().map((f) => f.saving).filter(Boolean);
+  // Leaving the page waits for the words being saved, but never more than a second.
+  const settled = (busy) =>
+    Promise.race([Promise.all(busy), new Promise((ok) => setTimeout(ok, 1000))]);
   const restore = async (f) => {
     const rec = await db("drafts", (s) => s.get(f.dataset.draft));
     if (!rec || (rec.owner && me() && rec.owner != me())) return; // someone else's
@@ -81,7 +94,9 @@
       if (e.type == "radio") e.checked = v[e.name] == e.value;
       else if (e.k in v) e.value = v[e.k];
     }
+    f.last = t;
     say(f, "Draft restored from this phone.");
+    return true;
   };
 
   // --- the queue -------------------------------------------------------------------------------
@@ -208,7 +223,7 @@
     const id = f.elements.client_id.value || freshId(f);
     enqueue(f);
     later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));
-    clearTimeout(f.timer), f.timer = 0;
+    f.dirty = 0;
     f.reset(), freshId(f);
     say(f, navigator.onLine ? "Saved on this phone." : saved(1, "offline"));
     later(() => 0).then(sync).then((r) => r.sent[id] && location.assign(r.sent[id]));
@@ -273,6 +288,7 @@
 
   // Each load or swap: drop drafts the server confirmed; send what waits.
   const run = () => {
+    guardHistory(); // htmx has set its handler by the time it fires htmx:load
     later(async () => {
       if (me()) await db("meta", (s) => s.put(me(), "owner"), 1);
       for (const r of await db("drafts", (s) => s.getAll())) {
@@ -293,15 +309,46 @@
     for (const f of forms()) {
       if (f.seen) continue;
       if (isNew(f) && !f.elements.client_id.value) freshId(f);
-      f.seen = later(() => restore(f));
+      key().catch(() => (keyP = 0)); // ready before the first keystroke: a save is quick
+      // Words already in a new form (typed before this script ran, or sent back with an
+      // error) are kept too.
+      f.seen = later(() => restore(f)).then((back) =>
+        !back && !f.saving && isNew(f) && !blank(read(f)) && keep(f, 1));
     }
   };
   const schedule = () => { clearTimeout(tick), tick = setTimeout(run); };
   const on = (t, fn, capture) => d.addEventListener(t, fn, capture);
   on("input", (e) => {
     const f = e.target.form;
-    if (f && f.dataset.draft) clearTimeout(f.timer), f.timer = setTimeout(save, 600, f);
+    if (f && f.dataset.draft) keep(f);
   });
+  // A tap on a link while words are being saved (the nav, "Need help now?", any link that
+  // leaves the page): wait for the save, then follow the link as tapped.
+  on("click", (e) => {
+    const a = e.target.closest && e.target.closest("a[href]"), busy = saving();
+    if (!a || a.letGo || !busy.length || e.defaultPrevented || e.button || e.ctrlKey ||
+        e.metaKey || e.shiftKey || e.altKey || a.target || !/^https?:$/.test(a.protocol) ||
+        (a.hash && a.pathname == location.pathname && a.search == location.search)) {
+      return a && (a.letGo = 0);
+    }
+    e.preventDefault(), e.stopImmediatePropagation();
+    if (a.waiting) return; // a second tap while waiting: still one visit
+    a.waiting = 1;
+    settled(busy).then(() => { a.waiting = 0, a.letGo = 1; a.click(); });
+  }, true);
+  // Back or Forward inside the app: htmx answers in window.onpopstate (its only hook, run
+  // before any listener) by reloading the page at once. Its handler is wrapped to wait first.
+  const guardHistory = () => {
+    const inner = window.onpopstate;
+    if (!inner || inner.waitsForDrafts) return;
+    const outer = (e) => {
+      const busy = saving();
+      if (!busy.length) return inner.call(window, e);
+      settled(busy).then(() => inner.call(window, e));
+    };
+    outer.waitsForDrafts = 1;
+    window.onpopstate = outer;
+  };
   // Capture: before htmx sees the submit, so an offline one can be kept here instead.
   on("submit", (e) => {
     const f = e.target;
@@ -309,8 +356,7 @@
         !f.confirmedLogout) {
       // Unsent entries and unfinished drafts are never wiped without asking.
       e.preventDefault(), e.stopImmediatePropagation();
-      for (const g of forms()) if (g.timer) save(g);
-      later(async () => {
+      later(async () => { // after the saves in flight: they are in the same chain
         api.size = await db("queue", (s) => s.count());
         api.drafts = await db("drafts", (s) => s.count());
         const p = await plans();
@@ -343,7 +389,12 @@
     }
     later(() => db("queue", (s) => s.count())).then((n) => note({ sent: {}, left: n, why }));
   });
-  on("visibilitychange", () => d.hidden && forms().map((f) => f.timer && save(f)));
+  // Leaving by other means (closing the tab, switching apps, a reload): start a save of any
+  // words not saved yet; the one in flight, if any, finishes as far as the browser lets it.
+  const flush = () => forms().forEach((f) =>
+    !f.saving && f.last != null && JSON.stringify(read(f)) != f.last && keep(f));
+  on("visibilitychange", () => d.hidden && flush());
+  window.addEventListener("pagehide", flush);
   on("htmx:load", schedule);
   window.addEventListener("online", () => sync());
   schedule();

@@ -233,7 +233,10 @@ def test_thoughts_of_self_harm_bring_the_safety_plan_first_and_a_flag_the_therap
     expect(cards).to_have_count(2)
     expect(cards.first.get_by_role("heading", level=3)).to_have_text(patient.name)
     expect(cards.first).to_contain_text("Safety flag")
-    expect(cards.first).to_contain_text("answered “Several days”")
+    # Only that question 9 was above "Not at all": never which answer, never the score.
+    expect(cards.first).to_contain_text("was answered above “Not at all”")
+    expect(cards.first).not_to_contain_text("Several days")
+    expect(cards.first).to_contain_text("Open the result")  # shared: one link away
     expect(cards.nth(1)).not_to_contain_text("Safety flag")
     assert_fits_the_screen(tablet)
     cards.first.get_by_role("button", name="Acknowledge").click()

@@ -472,7 +472,8 @@ def test_after_logout_no_journal_text_is_left_on_the_device(
         write_offline(page, canary + " written offline")
         context.set_offline(False)
         expect(queue_note(page)).to_contain_text("Sent.")
-        page.goto("/journal/search?q=" + canary[:8])
+        page.goto("/journal/search")
+        page.get_by_label("Words to find").fill(canary[:8])  # posted: never in a URL
         expect(page.get_by_text(canary + " written offline")).to_be_visible()
 
         nav(page).get_by_role("button", name="Log out").click()
