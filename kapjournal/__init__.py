@@ -10,7 +10,7 @@ from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import crypto, db, login, policy
+from . import crypto, db, login, pipeline
 from .extensions import csrf, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,13 +44,11 @@ def create_app(config: dict | None = None) -> Flask:
     _init_extensions(app)
     db.init_app(app)
     login.init_app(app)
-    # First of all request hooks: a session waiting for its login code triggers nothing else.
-    app.before_request(policy.require_second_factor)
     _register_blueprints(app)
     from .views import errors
 
     errors.init_app(app)
-    app.before_request(policy.authorize_request)
+    pipeline.init_app(app)  # the one before-request pipeline, and the end of each request
     app.after_request(_security_headers)
     _quiet_secret_urls()
     from . import cli
@@ -83,6 +81,7 @@ def _register_blueprints(app: Flask) -> None:
         auth,
         care,
         home,
+        integration,
         journal,
         measures,
         mfa,
@@ -95,7 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (measures, offline, push)
+    modules += (integration, measures, offline, push)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

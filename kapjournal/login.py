@@ -1,16 +1,22 @@
-"""Who is asking: the device session behind the login cookie, as Flask-Login's current user."""
+"""Who is asking, and how people log in: the device session behind the login cookie (as
+Flask-Login's current user), opening a new one (`log_in`), the rate limits on everything that
+checks a password, and the one check of every `next` a page follows (`safe_next`)."""
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
 from functools import cached_property
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, current_app, g, redirect, request, session, url_for
-from flask_login import UserMixin
+from flask_login import UserMixin, current_user
 from flask_login.utils import make_next_param
 
 from . import db
-from .extensions import login_manager
+from .extensions import limiter, login_manager
 from .services import accounts, sessions
+from .views import form_text, render
 
 
 class Viewer(UserMixin):
@@ -119,3 +125,157 @@ def init_app(app: Flask) -> None:
 def session_expired() -> bool:
     """True when this request came with a login cookie whose session had ended."""
     return bool(g.get("login_ended")) and request.method == "GET"
+
+
+# --- rate limits on everything that checks a password ---------------------------------------
+
+
+def login_limits() -> str:
+    return current_app.config["LOGIN_LIMITS"]
+
+
+def _account_key() -> str:
+    """Rate-limit key per account: a keyed hash of the email, never the email itself."""
+    return accounts.keyring().lookup(accounts.normalize_email(form_text("email", 300))).hex()
+
+
+limit_logins_per_ip = limiter.limit(login_limits, methods=["POST"])
+limit_logins_per_account = limiter.limit(login_limits, methods=["POST"], key_func=_account_key)
+
+
+def _checker_key() -> str:
+    """Per-account key of a password re-check: the logged-in account (else the form's email)."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return _account_key()
+
+
+_checks_per_ip = limiter.shared_limit(login_limits, scope="password-check", methods=["POST"])
+_checks_per_account = limiter.shared_limit(
+    login_limits, scope="password-check/account", key_func=_checker_key, methods=["POST"]
+)
+
+
+def limit_password_checks(view: Callable) -> Callable:
+    """Rate-limit a view whose POST checks the password again (each check is a 64 MiB
+    Argon2id run): the login limits, per IP and per account, one budget shared by every view
+    so decorated."""
+    return _checks_per_ip(_checks_per_account(view))
+
+
+# --- logging in ---------------------------------------------------------------------------------
+
+
+def log_in(user, private_key, target, *, mfa_pending: bool = False):
+    """Open a device session, rotate the session id and CSRF token, go to `target` (a path, or
+    a function rendering the page, called after the rotation so its forms get the new token).
+    With `mfa_pending` the new session may only reach the second-factor step."""
+    dbs = db.session()
+    old = request.cookies.get(current_app.config["LOGIN_COOKIE_NAME"])
+    previous = sessions.resume(session=dbs, cookie_value=old) if old else None
+    if previous is not None:
+        sessions.end(session=dbs, device=previous.device)
+    cookie = sessions.open_session(
+        session=dbs,
+        user=user,
+        private_key=private_key,
+        device_label=_device_label(),
+        mfa_pending=mfa_pending,
+    )
+    dbs.commit()
+    session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    # The page rendered now (the recovery code) already belongs to the new session.
+    login_manager._update_request_context_with_user(
+        Viewer(sessions.resume(session=dbs, cookie_value=cookie))
+    )
+    response = target() if callable(target) else redirect(target, code=303)
+    set_login_cookie(response, cookie)
+    g.login_cookie_set = True
+    return response
+
+
+_PLATFORMS = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "Mac"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+
+
+def _device_label() -> str:
+    """A rough "Browser on Platform" for the devices list (Werkzeug no longer parses it)."""
+    agent = request.user_agent.string or ""
+    browser = next((name for mark, name in _BROWSERS if mark in agent), "A browser")
+    platform = next((name for mark, name in _PLATFORMS if mark in agent), "")
+    return f"{browser} on {platform}" if platform else browser
+
+
+def safe_next(value: str | None, default: str | None = None) -> str:
+    """`value` if it is a path on this site (see `on_this_site`), else `default` (the home
+    page). Every `next` or `back` value the app follows goes through here."""
+    return value if on_this_site(value) else (default or url_for("home.index"))
+
+
+def on_this_site(value: str | None) -> bool:
+    """Whether `value` is a path on this site (query and fragment allowed). Refused: a control
+    character or white space anywhere, also once percent-decoded (browsers drop tabs and
+    newlines, so slash-tab-slash-host would become //host); a scheme or a host, after reading
+    backslashes as slashes as browsers do; anything not starting with exactly one slash."""
+    if not value or not _a_path_here(value, spaces=False):
+        return False
+    return _a_path_here(unquote(value), spaces=True)  # what a second decoding would make
+
+
+def _a_path_here(value: str, *, spaces: bool) -> bool:
+    for ch in value:
+        if unicodedata.category(ch)[0] == "C" or (ch.isspace() and not (spaces and ch == " ")):
+            return False
+    candidate = value.replace("\\", "/")
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:
+        return False
+    if parts.scheme or parts.netloc:
+        return False
+    return candidate.startswith("/") and not candidate.startswith("//")
+
+
+def recovery_page(code: str, status: int = 200, errors: dict | None = None):
+    """The new recovery code, shown once (never cached)."""
+    response = render("auth/recovery_code.html", code=code, errors=errors or {}, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def registration_form() -> dict:
+    """The fields of every registration form (owner set-up, invitation links)."""
+    return {
+        "email": form_text("email", 300),
+        "name": form_text("name", 200),
+        "password": form_text("password", 1000),
+        "password2": form_text("password2", 1000),
+    }
+
+
+NOT_YOUR_PASSWORD = "That is not your password."  # noqa: S105  (a message)
+WRONG_CODE = "That code did not work. Type the code your app shows now."
+
+
+def password_ok(password: str) -> bool:
+    """Whether `password` is the logged-in user's (one Argon2id run): asked again before
+    anything that could take the account over (DESIGN §5)."""
+    user = current_user.user
+    found = accounts.authenticate(
+        session=db.session(), email=accounts.email_of(user), password=password
+    )
+    return found is not None and found[0].id == user.id

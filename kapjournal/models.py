@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import JSON, Field, SQLModel
 
 ROLES = ("patient", "therapist", "support")
@@ -50,6 +50,9 @@ class User(SQLModel, table=True):
     totp_last_step: int | None = None
     # Entry kinds shared with the care team when written, e.g. {"reflection": true}.
     share_defaults: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # A patient's entries wait for their key (pending grants to wrap, entries to re-encrypt):
+    # set when such work is queued, cleared once it is done on one of their requests.
+    pending_work: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow)
     disabled_at: datetime | None = None
 
@@ -132,7 +135,11 @@ class Entry(SQLModel, table=True):
     """A journal entry. The body is one AES-GCM blob under this version's data key; the
     clear columns are only what sorting and routing need."""
 
-    __table_args__ = (UniqueConstraint("author_id", "client_id"),)
+    __table_args__ = (
+        UniqueConstraint("author_id", "client_id"),
+        # Pages of a journal, newest first, cut at (created_at, id): services/timeline.py.
+        Index("ix_entry_author_created_id", "author_id", "created_at", "id"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     author_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
@@ -168,6 +175,8 @@ class AuditEvent(SQLModel, table=True):
     keyed from the KEK), so a changed, removed or inserted row shows."""
 
     __tablename__ = "audit_event"
+    # A patient's log, newest first, a page at a time.
+    __table_args__ = (Index("ix_audit_event_patient_seq", "patient_id", "seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
     seq: int = Field(unique=True)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import abort, current_app, redirect, request, url_for
+from flask import abort, current_app, request
 from flask_login import current_user
+from sqlalchemy import and_, false
 from sqlmodel import Session, select
 
 from .models import (
     MEASURE_KINDS,
     Annotation,
+    CareTeam,
     DeviceSession,
     Entry,
     Grant,
@@ -25,10 +27,11 @@ from .models import (
     Practice,
     PushSubscription,
     SafetyCheck,
+    SupportLink,
     TreatmentSession,
     User,
 )
-from .services import care, support, totp
+from .services import care, support, workspace
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -85,32 +88,6 @@ def authorize_request():
     abort(404)
 
 
-# A session that has given only its password reaches these, and nothing else.
-# The new recovery code shown right after a reset can be confirmed before the login code.
-_SECOND_STEP = {"mfa.verify", "auth.logout", "auth.recovery_code_confirm"}
-# A therapist without two-step login reaches only these until they set it up: no patient data.
-_BEFORE_TOTP_SETUP = ("mfa.", "auth.", "account.")
-
-
-def require_second_factor():
-    """before_request: a device session still waiting for its login code may only reach the
-    code step; a therapist without two-step login is sent to set it up before any page that
-    shows patient data (DESIGN §5)."""
-    endpoint = request.endpoint or ""
-    if not endpoint or endpoint in _BUILTIN_PUBLIC or endpoint.startswith("pwa."):
-        return None
-    if not current_user.is_authenticated:
-        return None
-    if current_user.unlocked.device.mfa_pending:
-        return None if endpoint in _SECOND_STEP else redirect(url_for("mfa.verify"))
-    user = current_user.user
-    needs_setup = totp.required(user) and not totp.enabled(user)
-    if needs_setup and not endpoint.startswith(_BEFORE_TOTP_SETUP):
-        target = request.full_path.rstrip("?") if request.method == "GET" else None
-        return redirect(url_for("mfa.setup", next=target))
-    return None
-
-
 def _names_an_object() -> bool:
     """URLs that carry an object id answer 404 to anonymous users too: never a hint."""
     return any(isinstance(v, uuid.UUID) for v in (request.view_args or {}).values())
@@ -150,45 +127,83 @@ def get_invitation_for(
 
 
 def get_patient_for(*, session: Session, user, patient_id: uuid.UUID) -> User:
-    """A patient, for a therapist on their care team (or the patient themself)."""
-    patient = session.get(User, patient_id)
-    if patient is None or patient.role != "patient":
+    """A patient, for a therapist on their care team (or the patient themself). One query."""
+    on_team = (
+        select(CareTeam.id)
+        .where(CareTeam.therapist_id == user.id, CareTeam.patient_id == User.id)
+        .exists()
+    )
+    found = session.exec(select(User, on_team).where(User.id == patient_id)).first()
+    if found is None or found[0].role != "patient":
         abort(404)
-    if patient.id == user.id:
-        return patient
-    if user.role == "therapist" and care.is_linked(
-        session=session, therapist_id=user.id, patient_id=patient.id
-    ):
+    patient, linked = found
+    if patient.id == user.id or (user.role == "therapist" and linked):
         return patient
     abort(404)
 
 
-def get_entry_for(*, session: Session, user, entry_id: uuid.UUID, need: str = "read") -> Entry:
-    """An entry, if `user` may `need` it: the author may do anything with their own words
-    but annotate them; anyone else may only read (and a therapist annotate), and only with a
-    live (not pending) grant. No one edits, shares, or deletes another person's words."""
+def get_entry_for(
+    *, session: Session, user, entry_id: uuid.UUID, need: str = "read", kinds=None
+) -> Entry:
+    """An entry, if `user` may `need` it (and, with `kinds`, if it is of one of them): the
+    author may do anything with their own words but annotate them (and never edit a
+    questionnaire: it is answered again); anyone else may only read (and a therapist
+    annotate), and only with a live (not pending) grant. No one edits, shares, or deletes
+    another person's words. One query."""
+    return get_entry_to_read_for(
+        session=session, user=user, entry_id=entry_id, need=need, kinds=kinds
+    )[0]
+
+
+def get_entry_to_read_for(
+    *, session: Session, user, entry_id: uuid.UUID, need: str = "read", kinds=None
+) -> tuple[Entry, bytes | None]:
+    """`get_entry_for`, with the user's wrapped data key of it (their grant's), to open it
+    without a second query."""
     if need not in ENTRY_NEEDS:
         raise ValueError(f"unknown need {need!r}")
-    entry = session.get(Entry, entry_id)
-    if entry is None:
+    found = session.exec(
+        select(Entry, Grant.wrapped_key, _linked_to(user, Entry.author_id))
+        .outerjoin(Grant, and_(Grant.entry_id == Entry.id, Grant.reader_id == user.id))
+        .where(Entry.id == entry_id)
+    ).first()
+    if found is None:
+        abort(404)
+    entry, wrapped, linked = found
+    if kinds is not None and entry.kind not in kinds:
         abort(404)
     if entry.author_id == user.id and need != "annotate":
-        return entry
+        if need == "edit" and entry.kind in MEASURE_KINDS:
+            abort(404)
+        return entry, wrapped
     # Therapists read and annotate what is shared with them; supporters only read, and never
     # a questionnaire, whatever grants exist.
     readers = {"read": ("therapist", "support"), "annotate": ("therapist",)}.get(need, ())
     if entry.kind in MEASURE_KINDS:
         readers = ("therapist",) if need == "read" else ()
-    if user.role in readers:
-        grant = session.exec(
-            select(Grant).where(Grant.entry_id == entry.id, Grant.reader_id == user.id)
-        ).first()
-        live = grant is not None and grant.wrapped_key is not None
-        # A therapist reads only while on the patient's care team, a supporter only while
-        # still one of the patient's support people, whatever grants remain.
-        if live and _linked(session, user, patient_id=entry.author_id):
-            return entry
+    # A live grant, and still on the patient's care team (a therapist) or among their
+    # support people (a supporter), whatever grants remain.
+    if user.role in readers and wrapped is not None and linked:
+        return entry, wrapped
     abort(404)
+
+
+def _linked_to(user, patient_id):
+    """SQL: whether `user` is on the care team (a therapist) or among the support people (a
+    supporter) of `patient_id`."""
+    if user.role == "therapist":
+        return (
+            select(CareTeam.id)
+            .where(CareTeam.therapist_id == user.id, CareTeam.patient_id == patient_id)
+            .exists()
+        )
+    if user.role == "support":
+        return (
+            select(SupportLink.id)
+            .where(SupportLink.supporter_id == user.id, SupportLink.patient_id == patient_id)
+            .exists()
+        )
+    return false()
 
 
 ENTRY_NEEDS = {"read", "edit", "share", "delete", "annotate"}
@@ -348,3 +363,59 @@ def get_care_team_therapist_for(*, session: Session, user, therapist_id: uuid.UU
     ):
         abort(404)
     return therapist
+
+
+# --- whom a patient may share with, and what -----------------------------------------------
+
+
+def get_share_reader_for(*, session: Session, patient, reader_id, kind: str) -> User:
+    """Someone the patient may share an entry of `kind` with (see `may_share_with`)."""
+    reader = session.get(User, reader_id) if reader_id else None
+    if reader is None or not may_share_with(
+        session=session, patient=patient, reader=reader, kind=kind
+    ):
+        abort(404)
+    return reader
+
+
+def get_reader_to_revoke_for(*, patient, reader_id):
+    """A reader the patient may take an entry back from: anyone but themself."""
+    if reader_id is None or reader_id == patient.id:
+        abort(404)
+    return reader_id
+
+
+def get_entries_to_share_for(*, session: Session, user, entry_ids, with_supporter: bool):
+    """The patient's own entries named in a form (ids as text), each one they may share; with
+    a supporter, never a questionnaire. 404 for any other id."""
+    entries = []
+    for value in dict.fromkeys(entry_ids):
+        try:
+            entry_id = uuid.UUID(value)
+        except ValueError:
+            abort(404)
+        entry = get_entry_for(session=session, user=user, entry_id=entry_id, need="share")
+        if with_supporter and not may_share_kind_with_supporters(entry.kind):
+            abort(404)
+        entries.append(entry)
+    return entries
+
+
+# --- the agenda of an integration session -------------------------------------------------------
+
+
+def get_agenda_entry_for(*, session: Session, user, patient, entry_id):
+    """An entry of `patient` the therapist flagged for a session, with the flag."""
+    entry = get_entry_for(session=session, user=user, entry_id=entry_id, need="annotate")
+    flag = workspace.flag_of(session=session, entry=entry, therapist=user)
+    if flag is None or entry.author_id != patient.id:
+        abort(404)
+    return entry, flag
+
+
+def get_agenda_note_for(*, session: Session, user, patient, note_id) -> Annotation:
+    """A note about `patient` the therapist may mark for (or as talked through in) a session."""
+    note = get_annotation_for(session=session, user=user, annotation_id=note_id, need="mark")
+    if note.patient_id != patient.id:
+        abort(404)
+    return note

@@ -162,9 +162,10 @@ def log_rows(fragment: str) -> list[str]:
 
 
 def groups_of(page: str) -> list[tuple[str, str]]:
-    """(heading, body) of each session group on a timeline page, top to bottom."""
+    """(heading, body) of each period of a course page (a session and what was written from
+    then until the next one), top to bottom."""
     sections = re.findall(
-        r'<section class="stack" aria-labelledby="g-\d+">(.*?)</section>', page, re.S
+        r'<section class="stack period" aria-labelledby="[^"]+">(.*?)</section>', page, re.S
     )
     result = []
     for section in sections:
@@ -270,21 +271,21 @@ def test_journal_shows_next_session_first_then_later_ones_then_past_newest_first
     assert entry_row(app, intention).session_id == later.id
     written(write(as_patient, "reflection", text="Not about any session."))
 
-    groups = groups_of(as_patient.get("/journal").get_data(as_text=True))
-    expected = [
-        ("Integration session", now + timedelta(days=2)),
-        ("Ketamine session", now + timedelta(days=9)),
-        ("Ketamine session", at_home),
-        ("Preparation session", now - timedelta(days=10)),
-    ]
+    page = as_patient.get("/journal").get_data(as_text=True)
+    coming = visible(page.split('id="upcoming-h"', 1)[1].split("</section>", 1)[0])
+    assert coming.index(local(now + timedelta(days=2))) < coming.index(
+        local(now + timedelta(days=9))
+    )  # the next one first
+    groups = groups_of(page)
+    past = [("Ketamine session", at_home), ("Preparation session", now - timedelta(days=10))]
     assert [heading for heading, _ in groups] == [
-        f"{label} · {local(when)}" for label, when in expected
-    ] + ["Other entries"]
+        f"{label} · {when_}" for label, when_ in ((label, local(w)) for label, w in past)
+    ]
     bodies = [visible(body) for _, body in groups]
-    assert "To stay curious." in bodies[1]
-    assert all("To stay curious." not in b for i, b in enumerate(bodies) if i != 1)
-    assert "Not about any session." in bodies[4]
-    assert "No entries yet." in bodies[0]
+    # Written since the latest session that took place; the intention names its session.
+    assert "To stay curious." in bodies[0] and "Not about any session." in bodies[0]
+    assert "For the ketamine session of" in bodies[0]
+    assert "No entries since this session." in bodies[1]
 
 
 @pytest.mark.parametrize("who", ["patient", "therapist"])
@@ -729,8 +730,9 @@ def test_access_log_lists_write_share_read_revoke_newest_first(
     assert f'href="/entries/{other_id}"' in log_page
     assert other_therapist.name not in log_page and stranger_patient.name not in log_page
 
-    entry_page = as_patient.get(page).get_data(as_text=True)
-    rows = log_rows(entry_page.split('id="log"', 1)[1])
+    assert f'href="/entries/{entry_id}/log"' in as_patient.get(page).get_data(as_text=True)
+    entry_page = as_patient.get(f"{page}/log").get_data(as_text=True)
+    rows = log_rows(entry_page.split("<h1", 1)[1])
     assert [re.sub(r" · .*", "", row) for row in rows] == [
         f"You stopped sharing this entry with {therapist.name}",
         f"{therapist.name} read this entry",
@@ -738,7 +740,7 @@ def test_access_log_lists_write_share_read_revoke_newest_first(
         "You wrote this entry",
     ]
     other_rows = log_rows(
-        as_patient.get(f"/entries/{other_id}").get_data(as_text=True).split('id="log"', 1)[1]
+        as_patient.get(f"/entries/{other_id}/log").get_data(as_text=True).split("<h1", 1)[1]
     )
     assert [re.sub(r" · .*", "", row) for row in other_rows] == ["You wrote this entry"]
 
@@ -841,15 +843,10 @@ def test_therapist_sees_only_shared_entries_grouped_by_session(
     response = as_therapist.get(page)
     assert response.status_code == 200
     groups = groups_of(response.get_data(as_text=True))
-    assert [heading for heading, _ in groups] == [
-        f"Ketamine session · {local(when)}",
-        "Other entries",
-    ]
-    assert "Shared intention." in visible(groups[0][1])
-    assert "Shared reflection." in visible(groups[0][1])
-    assert "Shared check-in." in visible(groups[1][1])
+    assert [heading for heading, _ in groups] == [f"Ketamine session · {local(when)}"]
+    for words in ("Shared intention.", "Shared reflection.", "Shared check-in."):
+        assert words in visible(groups[0][1])  # all written since that session
     assert "Private reflection." not in text_of(response)
-    assert "3 entries shared with you." in text_of(response)
 
     filtered = text_of(as_therapist.get(f"{page}?kind=reflection"))
     assert "Shared reflection." in filtered
@@ -909,8 +906,9 @@ def test_demo_clinic_has_a_course_and_the_therapist_sees_only_what_was_shared(ap
 
     journal_page = logged_in_as(app, sam).get("/journal").get_data(as_text=True)
     groups = groups_of(journal_page)
-    assert len([g for g in groups if g[0] != "Other entries"]) == 6
-    assert groups[0][0].startswith("Ketamine session")  # the next one, in three days
+    coming = visible(journal_page.split('id="upcoming-h">', 1)[1].split("</section>", 1)[0])
+    assert coming.startswith("Coming up Ketamine session")  # the next one, in three days
+    assert len([g for g in groups if g[0] != "Before your first session"]) == 5
     for words in shared + private:
         assert words in html.unescape(journal_page)
 
@@ -923,5 +921,4 @@ def test_demo_clinic_has_a_course_and_the_therapist_sees_only_what_was_shared(ap
         assert words in page
     for words in private:
         assert words not in page
-    # The three shared entries and the safety plan (questionnaires are counted apart).
-    assert "4 entries shared with you." in page
+    assert "safety plan" in page.lower()  # shared with the care team by default

@@ -727,7 +727,8 @@ def test_the_timeline_runs_as_many_queries_for_200_entries_as_for_5(
         with counted_statements(database["engine"]) as statements:
             page = as_patient.get("/journal")
         assert page.status_code == 200
-        assert page.get_data(as_text=True).count('class="card stack entry-card"') == total
+        shown = min(total, 20)  # a page of the journal
+        assert page.get_data(as_text=True).count('class="card stack entry-card"') == shown
         counts[total] = len(statements)
     print(f"SQL statements for GET /journal: {counts}")
     assert counts[5] == counts[200]

@@ -540,7 +540,7 @@ def test_a_flag_is_shown_even_when_the_result_is_not_shared(app, as_patient, pat
 def test_therapist_reads_of_scores_are_in_the_access_log(app, as_patient, patient, therapist):
     entry_id = answered(as_patient, "gad7", [1] * 7)
     as_therapist = client_for(app, therapist)
-    assert as_therapist.get(f"/patients/{patient.id}").status_code == 200
+    assert as_therapist.get(f"/patients/{patient.id}/progress").status_code == 200
     with database_session(app) as session:
         reads = session.exec(
             select(AuditEvent).where(AuditEvent.action == "read", AuditEvent.entry_id == entry_id)

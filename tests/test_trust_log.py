@@ -131,7 +131,7 @@ def test_reading_an_entry_five_times_in_a_day_is_one_event_with_its_count(app, p
     log = text_of(client_for(app, patient).get("/journal/log"))
     rows = re.findall(rf"{supporter.name} read an entry · [^·]+· (\d) times that day", log)
     assert rows == ["5", "2"]  # newest first
-    page = text_of(client_for(app, patient).get(f"/entries/{entry_id}"))
+    page = text_of(client_for(app, patient).get(f"/entries/{entry_id}/log"))
     assert re.search(rf"{supporter.name} read this entry · [^·]+· 5 times that day", page)
 
 

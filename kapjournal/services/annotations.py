@@ -19,7 +19,6 @@ page says so and shows the original quote.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from sqlmodel import Session, col, func, select
 
 from .. import crypto
 from ..models import Annotation, Entry, ItemKey, User, utcnow
-from . import accounts, audit, care, entry_forms, journal
+from . import audit, care, entry_forms, journal, sealed
 from .accounts import ValidationError
 
 log = logging.getLogger(__name__)
@@ -125,6 +124,9 @@ def _wrap_ad(note: Annotation, reader_id) -> dict:
     }
 
 
+NOTE = sealed.Kind(KIND, _body_ad, _wrap_ad)
+
+
 def _readers(session: Session, patient: User, visibility: str) -> list[User]:
     """The care team, and the patient too when the note is shared. Never a supporter."""
     readers = care.therapists_of(session=session, patient=patient)
@@ -136,27 +138,15 @@ def _seal_version(session: Session, note: Annotation, body: dict, reply: str | N
     exactly the right readers that key."""
     patient = session.get(User, note.patient_id)
     dek = crypto.random_key()
-    note.body_blob = crypto.seal(dek, _encode(body), _body_ad(note))
-    note.reply_blob = (
-        None if reply is None else crypto.seal(dek, reply.encode("utf-8"), _reply_ad(note))
-    )
+    note.body_blob = NOTE.seal(note, dek, body)
+    note.reply_blob = None if reply is None else NOTE.seal(note, dek, reply, _reply_ad(note))
     session.add(note)
-    for old in session.exec(_keys_of(note.id)):
-        session.delete(old)
-    session.flush()
-    for reader in _readers(session, patient, note.visibility):
-        wrapped = crypto.wrap_key(dek, accounts.public_key(reader), _wrap_ad(note, reader.id))
-        session.add(
-            ItemKey(subject_kind=KIND, subject_id=note.id, reader_id=reader.id, wrapped_key=wrapped)
-        )
+    NOTE.take_back(session, note.id)
+    NOTE.give(session, note, dek, _readers(session, patient, note.visibility))
 
 
 def _keys_of(note_id):
     return select(ItemKey).where(ItemKey.subject_kind == KIND, ItemKey.subject_id == note_id)
-
-
-def _encode(body: dict) -> bytes:
-    return json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 def _check(note: str, visibility: str) -> None:
@@ -268,8 +258,7 @@ def set_discussed(*, session: Session, note: Annotation, by: User, discussed: bo
 
 def delete(*, session: Session, note: Annotation, by: User) -> None:
     """Destroy the note, its reply and every reader's key."""
-    for key in session.exec(_keys_of(note.id)):
-        session.delete(key)
+    NOTE.take_back(session, note.id)
     _record(session, note, by, "annotation_delete")
     session.delete(note)
 
@@ -282,8 +271,12 @@ def reply(*, session: Session, note: Annotation, patient: User, private_key, tex
         raise ValidationError({"reply": "Write your reply first."})
     if len(text) > REPLY_MAX:
         raise ValidationError({"reply": f"Use at most {REPLY_MAX:,} characters."})
-    dek = _dek(session, note, patient.id, private_key)
-    note.reply_blob = crypto.seal(dek, text.encode("utf-8"), _reply_ad(note))
+    wrapped = NOTE.wrapped_for(session, note.id, patient.id)
+    try:
+        dek = NOTE.unwrap(note, wrapped, patient.id, private_key)
+    except sealed.Unreadable:
+        raise crypto.CryptoError("annotation does not open") from None
+    note.reply_blob = NOTE.seal(note, dek, text, _reply_ad(note))
     note.updated_at = utcnow()
     session.add(note)
     _record(session, note, patient, "reply")
@@ -329,32 +322,14 @@ class Placement:
     changed: list[Note] = field(default_factory=list)
 
 
-def _dek(session: Session, note: Annotation, reader_id, private_key) -> bytes:
-    key = session.exec(_keys_of(note.id).where(ItemKey.reader_id == reader_id)).first()
+def _open(note: Annotation, wrapped: bytes | None, reader_id, private_key) -> Note:
     try:
-        return crypto.unwrap_key(
-            key.wrapped_key if key else b"", _loaded(private_key), _wrap_ad(note, reader_id)
-        )
-    except crypto.CryptoError:
-        log.error("annotation %s key did not open for reader %s", note.id, reader_id)
-        raise
-
-
-def _loaded(private_key):
-    return private_key() if callable(private_key) else private_key
-
-
-def _open(note: Annotation, wrapped: bytes, reader_id, private_key) -> Note:
-    try:
-        dek = crypto.unwrap_key(wrapped, _loaded(private_key), _wrap_ad(note, reader_id))
-        body = json.loads(crypto.open_sealed(dek, note.body_blob, _body_ad(note)))
+        body, dek = NOTE.open_for(note, wrapped, reader_id, private_key)
         reply = None
         if note.reply_blob is not None:
-            reply = crypto.open_sealed(dek, note.reply_blob, _reply_ad(note)).decode("utf-8")
-    except (crypto.CryptoError, ValueError):
-        log.error(
-            "annotation %s (version %s) did not open for %s", note.id, note.version, reader_id
-        )
+            reply = NOTE.open_text(note, dek, note.reply_blob, _reply_ad(note))
+    except (sealed.Unreadable, crypto.CryptoError, ValueError):
+        NOTE.report(note, reader_id)
         return Note(annotation=note, note=None)
     return Note(annotation=note, note=body["note"], quote=body.get("quote", ""), reply=reply)
 
@@ -379,15 +354,15 @@ def open_all(*, session: Session, query, reader: User, private_key) -> list[Note
         rows = [(n, w) for n, w in rows if n.visibility == "shared" and n.patient_id == reader.id]
     if not rows:
         return []
-    key = crypto.load_private(_loaded(private_key))
+    key = sealed.loaded(private_key)
     notes = [_open(note, wrapped, reader.id, key) for note, wrapped in rows]
     _add_quotes(session, notes, reader.id, key, move_out=reader.role == "therapist")
     return notes
 
 
 def open_one(*, session: Session, note: Annotation, reader_id, private_key) -> Note:
-    key = session.exec(_keys_of(note.id).where(ItemKey.reader_id == reader_id)).first()
-    opened = _open(note, key.wrapped_key if key else b"", reader_id, private_key)
+    wrapped = NOTE.wrapped_for(session, note.id, reader_id)
+    opened = _open(note, wrapped, reader_id, private_key)
     if opened.note is None:
         raise crypto.CryptoError("annotation does not open")
     _add_quotes(session, [opened], reader_id, private_key, move_out=False)

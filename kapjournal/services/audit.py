@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, has_app_context
-from sqlalchemy import text
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -125,19 +125,30 @@ def anchor(*, session: Session) -> int:
 # --- appending -----------------------------------------------------------------------------------
 
 
-def _append(
-    session: Session, head: AuditHead, *, at: datetime, actor_id, action, **about
-) -> AuditEvent:
+def _chained(head: AuditHead, *, at: datetime, actor_id, action, **about) -> AuditEvent:
+    """The next event of the chain (its MAC over the previous one's); moves `head` on."""
     ring = accounts.keyring()
     event = AuditEvent(
         seq=head.seq + 1, at=at, actor_id=actor_id, action=action, kek_id=ring.active, **about
     )
     event.mac = ring.audit_mac(event.kek_id, _message(event, head.last_mac))
     head.seq, head.last_mac = event.seq, event.mac
-    _seal_head(head, ring)
-    session.add(event)
+    return event
+
+
+def _store_chained(session: Session, head: AuditHead, events: list[AuditEvent]) -> None:
+    """Insert chained events (one statement) and the anchor that now names the last one."""
+    _seal_head(head, accounts.keyring())
+    session.add_all(events)
     session.add(head)
     session.flush()
+
+
+def _append(
+    session: Session, head: AuditHead, *, at: datetime, actor_id, action, **about
+) -> AuditEvent:
+    event = _chained(head, at=at, actor_id=actor_id, action=action, **about)
+    _store_chained(session, head, [event])
     return event
 
 
@@ -196,46 +207,91 @@ def record_read(
     now: datetime | None = None,
 ) -> AuditEvent | None:
     """Record that `reader_id` read an entry (`read`) or a patient's notes and practices
-    (`read_notes`). The first such read of the clinic day appends an event; later ones only
-    count (one upsert that concurrent requests cannot both win). Returns the new event, or
-    None when it was a repeat. The caller commits."""
-    if action not in READS:
-        raise ValueError(f"not a read: {action}")
+    (`read_notes`): see `record_reads`. Returns the new event, or None when it was a repeat
+    that only raised the day's count. The caller commits."""
+    made = record_reads(
+        session=session, reader_id=reader_id, reads=[(patient_id, entry_id, action)], now=now
+    )
+    return made[0] if made else None
+
+
+def record_reads(*, session: Session, reader_id, reads, now: datetime | None = None) -> list:
+    """Record what one reader read on one page: `reads` are (patient id, entry id or None,
+    action) with action `read` (an entry) or `read_notes` (a patient's notes and practices).
+    The first read of a subject on the clinic day appends an event; later ones only raise that
+    day's count. One upsert for the whole page (concurrent requests cannot both count a read
+    as the first), then, only for first reads, the events. Returns the new events; the caller
+    commits."""
     now = now or utcnow()
-    subject = entry_id if action == "read" and entry_id is not None else patient_id
-    # The anchor is locked first, by every append: two requests of one reader that read the
-    # same entries in another order wait for each other instead of deadlocking on the tally.
-    head = _locked_head(session)
+    subjects = {}
+    for patient_id, entry_id, action in reads:
+        if action not in READS:
+            raise ValueError(f"not a read: {action}")
+        subject = entry_id if action == "read" and entry_id is not None else patient_id
+        subjects[(subject, action)] = (patient_id, entry_id if action == "read" else None)
+    if not subjects:
+        return []
+    order = sorted(subjects, key=lambda key: (str(key[0]), key[1]))  # one lock order for all
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL: the anchor first, as every append takes it, so that two requests reading
+    # the same entries wait for each other instead of deadlocking on the tally rows. SQLite:
+    # the upsert itself takes the database's only write lock.
+    head = _locked_head(session) if postgres else None
+    counted = _count_reads(session, reader_id, order, subjects, clinic_day(now))
+    firsts = [key for key in order if counted[key][1] == 1]
+    if not firsts:
+        return []
+    head = head or _locked_head(session)
+    events = []
+    for subject, action in firsts:
+        patient_id, entry_id = subjects[(subject, action)]
+        events.append(
+            _chained(
+                head,
+                at=now,
+                actor_id=reader_id,
+                action=action,
+                patient_id=patient_id,
+                entry_id=entry_id,
+            )
+        )
+    _store_chained(session, head, events)
+    tally = ReadTally.__table__  # Core: one executemany, keyed by the tally row's id
+    session.exec(
+        update(tally).where(tally.c.id == bindparam("tally")).values(event_seq=bindparam("seq")),
+        params=[
+            {"tally": counted[key][0], "seq": event.seq}
+            for key, event in zip(firsts, events, strict=True)
+        ],
+    )
+    return events
+
+
+def _count_reads(session: Session, reader_id, order, subjects, day) -> dict:
+    """One upsert of the day's tally rows; (subject, action) → (tally id, count now)."""
     tally = ReadTally.__table__
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "reader_id": reader_id,
+            "patient_id": subjects[key][0],
+            "subject_id": key[0],
+            "action": key[1],
+            "day": day,
+            "count": 1,
+        }
+        for key in order
+    ]
     upsert = (
         _insert(session, ReadTally)
-        .values(
-            id=uuid.uuid4(),
-            reader_id=reader_id,
-            patient_id=patient_id,
-            subject_id=subject,
-            action=action,
-            day=clinic_day(now),
-            count=1,
-            event_seq=head.seq + 1,
-        )
+        .values(rows)
         .on_conflict_do_update(
             index_elements=["reader_id", "subject_id", "action", "day"],
             set_={"count": tally.c.count + 1},
         )
-        .returning(tally.c.count)
+        .returning(tally.c.id, tally.c.subject_id, tally.c.action, tally.c.count)
     )
-    if session.exec(upsert).scalar_one() > 1:
-        return None
-    return _append(
-        session,
-        head,
-        at=now,
-        actor_id=reader_id,
-        action=action,
-        patient_id=patient_id,
-        entry_id=entry_id,
-    )
+    return {(subject, action): (tid, count) for tid, subject, action, count in session.exec(upsert)}
 
 
 # --- checking ------------------------------------------------------------------------------------
@@ -353,12 +409,15 @@ class LoggedEvent:
 
 
 def for_patient(
-    *, session: Session, patient_id, entry_id=None, limit: int = 200
+    *, session: Session, patient_id, entry_id=None, before: int | None = None, limit: int = 200
 ) -> list[LoggedEvent]:
-    """The events about a patient's entries, newest first, each read with its day's count."""
+    """The events about a patient's entries, newest first (those before event `before`, for
+    a page further back), each read with its day's count. Two queries."""
     query = select(AuditEvent).where(AuditEvent.patient_id == patient_id)
     if entry_id is not None:
         query = query.where(AuditEvent.entry_id == entry_id)
+    if before is not None:
+        query = query.where(AuditEvent.seq < before)
     events = list(session.exec(query.order_by(col(AuditEvent.seq).desc()).limit(limit)))
     reads = [e.seq for e in events if e.action in READS]
     counts = {}

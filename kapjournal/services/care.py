@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import and_, delete, or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -34,6 +34,7 @@ from ..models import (
     utcnow,
 )
 from . import accounts, audit, journal
+from .timeline import Cursor
 
 LABEL_MAX = 80
 
@@ -335,6 +336,25 @@ def cancel_invitation(*, session: Session, invitation: Invitation) -> None:
     session.delete(invitation)
 
 
+def patients_page(*, session: Session, therapist: User, before=None, size: int = 20):
+    """A page of the therapist's patients, newest on the care team first, cut at `before`
+    (a cursor on when and which link); the patients and the next page's cursor."""
+    query = (
+        select(User, CareTeam.created_at, CareTeam.id)
+        .join(CareTeam, CareTeam.patient_id == User.id)
+        .where(CareTeam.therapist_id == therapist.id)
+    )
+    if before is not None:
+        query = query.where(tuple_(CareTeam.created_at, CareTeam.id) < tuple_(before.at, before.id))
+    order = (col(CareTeam.created_at).desc(), col(CareTeam.id).desc())
+    rows = session.exec(query.order_by(*order).limit(size + 1)).all()
+    after = None
+    if len(rows) > size:
+        _, at, link_id = rows[size - 1]
+        after = Cursor(at=at if at.tzinfo else at.replace(tzinfo=UTC), id=link_id)
+    return [user for user, _, _ in rows[:size]], after
+
+
 def patients_of(*, session: Session, therapist: User) -> list[User]:
     query = (
         select(User)
@@ -387,6 +407,7 @@ def remove_from_care_team(
         session.delete(grant)
         entry.needs_rotation = True
         session.add(entry)
+        journal.queue_work(session=session, patient_id=patient.id)
         audit.record(
             session=session,
             actor_id=therapist.id if private_key is None else patient.id,

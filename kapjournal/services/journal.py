@@ -1,7 +1,9 @@
-"""Journal entries: write, read, edit, share, revoke, delete (DESIGN §3 flows 3 to 5).
+"""Journal entries: write, edit, share, revoke, delete (DESIGN §3 flows 3 to 5).
 
-The plaintext boundary: bodies are decrypted here, for one request, for one reader whose
-private key the caller unlocked. Nothing decrypted is logged or put into an exception.
+Entries are sealed items (services/sealed.py) whose readers' keys are Grant rows: the grant is
+the right to read. Pages open entries through the read path (services/reading.py); what is
+opened here (to edit, share or re-encrypt) is opened for the author, for one request. Nothing
+decrypted is logged or put into an exception.
 """
 
 from __future__ import annotations
@@ -10,39 +12,29 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
 
-from sqlalchemy import func
+from sqlalchemy import update as update_rows
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import (
-    MEASURE_KINDS,
-    Annotation,
-    Entry,
-    Grant,
-    ItemKey,
-    TreatmentSession,
-    User,
-    utcnow,
-)
-from . import accounts, audit
+from ..models import Annotation, Entry, Grant, ItemKey, User, utcnow
+from . import audit, sealed
 
 log = logging.getLogger(__name__)
 
 BODY_MAX_BYTES = 64 * 1024
 
 
-class EntryUnreadable(Exception):
+class EntryUnreadable(sealed.Unreadable):
     """An entry's wrap or body did not open: tampered, swapped or corrupt. Logged by id."""
 
 
 class EditConflict(Exception):
-    """The entry changed since the editor opened it; nothing was saved."""
+    """The entry changed since the editor opened it; nothing was saved. (It carries no text:
+    the page that shows both versions opens the saved one again.)"""
 
-    def __init__(self, saved_body: dict, saved_version: int):
+    def __init__(self, saved_version: int):
         super().__init__("the entry changed meanwhile")
-        self.saved_body = saved_body
         self.saved_version = saved_version
 
 
@@ -69,6 +61,14 @@ def _wrap_ad(entry: Entry, reader_id) -> dict:
     }
 
 
+ENTRY = sealed.Kind("entry", _body_ad, _wrap_ad)
+
+
+def slot(entry: Entry) -> str:
+    """An entry version's place in a device's key cache (services/reading.py)."""
+    return f"{entry.id}:{entry.version}"
+
+
 def _quote_ad(entry: Entry, annotation_id) -> dict:
     return {
         "p": "annotation/quote",
@@ -82,12 +82,12 @@ def _quote_ad(entry: Entry, annotation_id) -> dict:
 def seal_quote(entry: Entry, dek: bytes, annotation_id, quote: str) -> bytes:
     """A note's quoted passage, sealed under the entry's data key (its current version), so
     that whoever loses the entry loses the quote with it. Re-sealed with each new version."""
-    return crypto.seal(dek, quote.encode("utf-8"), _quote_ad(entry, annotation_id))
+    return ENTRY.seal(entry, dek, quote, _quote_ad(entry, annotation_id))
 
 
 def open_quote(entry: Entry, dek: bytes, annotation_id, blob: bytes) -> str:
     """The quoted passage of a note on `entry`; CryptoError if it does not open."""
-    return crypto.open_sealed(dek, blob, _quote_ad(entry, annotation_id)).decode("utf-8")
+    return ENTRY.open_text(entry, dek, blob, _quote_ad(entry, annotation_id))
 
 
 def body_digest(body: dict) -> str:
@@ -102,79 +102,37 @@ def _encode(body: dict) -> bytes:
 def _seal_version(entry: Entry, body: dict) -> bytes:
     """Encrypt `body` as the entry's current version under a fresh data key; returns the key."""
     dek = crypto.random_key()
-    entry.body_blob = crypto.seal(dek, _encode(body), _body_ad(entry))
+    entry.body_blob = ENTRY.seal(entry, dek, body)
     return dek
 
 
-def _wrap_for(entry: Entry, dek: bytes, reader: User) -> bytes:
-    return crypto.wrap_key(dek, accounts.public_key(reader), _wrap_ad(entry, reader.id))
+# --- opening, for the author's own changes (pages read through services/reading.py) ----------
 
 
-# --- reading -------------------------------------------------------------------------------------
-
-
-def open_body(
-    entry: Entry,
-    *,
-    wrapped_key: bytes | None,
-    reader_id,
-    private_key,
-    key_cache=None,
-    live_grant: bool = False,
-) -> dict:
-    """Decrypt an entry for a reader from their grant's wrapped key (`private_key`: raw
-    bytes or `crypto.load_private`, or a callable returning it, called only if needed).
-
-    `key_cache` maps "entry:version" to data keys this device session opened before (kept
-    sealed under K_sess, see sessions.key_cache): a hit skips the public-key unwrap. The
-    reader must still hold a live grant; a new version has a new key, so a revoked reader's
-    cache opens nothing. `live_grant`: the caller checked the grant is live and did not load
-    its wrapped key, which is then needed only on a cache miss."""
-    slot = f"{entry.id}:{entry.version}"
-    dek = key_cache.get(slot) if key_cache is not None else None
-    if not wrapped_key and not (live_grant and dek is not None):
-        raise EntryUnreadable(str(entry.id))
+def open_entry(entry: Entry, *, wrapped_key: bytes | None, reader_id, private_key, dek=None):
+    """(body, data key) of an entry for a reader, from their grant's wrapped key (or `dek`,
+    known already); EntryUnreadable (logged by id) if it does not open."""
     try:
-        if dek is None:
-            key = private_key() if callable(private_key) else private_key
-            dek = crypto.unwrap_key(wrapped_key, key, _wrap_ad(entry, reader_id))
-        body = json.loads(crypto.open_sealed(dek, entry.body_blob, _body_ad(entry)))
-    except (crypto.CryptoError, ValueError):
-        log.error(
-            "entry %s (version %s) did not open for reader %s", entry.id, entry.version, reader_id
-        )
+        return ENTRY.open_for(entry, wrapped_key, reader_id, private_key, dek=dek)
+    except sealed.Unreadable:
         raise EntryUnreadable(str(entry.id)) from None
-    if key_cache is not None:
-        key_cache[slot] = dek
-    return body
-
-
-def _dek_for(session: Session, entry: Entry, reader_id, private_key: bytes) -> bytes:
-    grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
-    try:
-        return crypto.unwrap_key(grant.wrapped_key or b"", private_key, _wrap_ad(entry, reader_id))
-    except (crypto.CryptoError, AttributeError):
-        log.error("entry %s key did not open for reader %s", entry.id, reader_id)
-        raise EntryUnreadable(str(entry.id)) from None
-
-
-def read(*, session: Session, entry: Entry, reader_id, private_key: bytes) -> dict:
-    """The body of an entry for one reader (who must hold a live grant)."""
-    return _read_with_key(session, entry, reader_id, private_key)[0]
 
 
 def _read_with_key(session: Session, entry: Entry, reader_id, private_key) -> tuple[dict, bytes]:
     """The body and the data key of the entry's current version, for a reader."""
     grant = grant_of(session=session, entry_id=entry.id, reader_id=reader_id)
-    opened: dict = {}
-    body = open_body(
-        entry,
-        wrapped_key=grant.wrapped_key if grant else None,
-        reader_id=reader_id,
-        private_key=private_key,
-        key_cache=opened,
-    )
-    return body, opened[f"{entry.id}:{entry.version}"]
+    wrapped = grant.wrapped_key if grant else None
+    return open_entry(entry, wrapped_key=wrapped, reader_id=reader_id, private_key=private_key)
+
+
+def read(*, session: Session, entry: Entry, reader_id, private_key) -> dict:
+    """The body of an entry for one reader who holds a live grant (no access-log event: for
+    the author's own changes and for tests; pages use services/reading.py)."""
+    return _read_with_key(session, entry, reader_id, private_key)[0]
+
+
+def _dek_for(session: Session, entry: Entry, reader_id, private_key) -> bytes:
+    return _read_with_key(session, entry, reader_id, private_key)[1]
 
 
 def data_keys(*, session: Session, entry_ids, reader_id, private_key) -> dict:
@@ -193,11 +151,10 @@ def data_keys(*, session: Session, entry_ids, reader_id, private_key) -> dict:
     ).all()
     found = {}
     for entry, wrapped in rows:
-        key = private_key() if callable(private_key) else private_key
         try:
-            found[entry.id] = (entry, crypto.unwrap_key(wrapped, key, _wrap_ad(entry, reader_id)))
-        except crypto.CryptoError:
-            log.error("entry %s key did not open for reader %s", entry.id, reader_id)
+            found[entry.id] = (entry, ENTRY.unwrap(entry, wrapped, reader_id, private_key))
+        except sealed.Unreadable:
+            continue
     return found
 
 
@@ -241,7 +198,9 @@ def create(
     session.add(entry)
     for reader in _unique([author, *readers]):
         session.add(
-            Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
+            Grant(
+                entry_id=entry.id, reader_id=reader.id, wrapped_key=ENTRY.wrap(entry, dek, reader)
+            )
         )
     session.flush()
     _record(session, author, "write", entry)
@@ -295,7 +254,7 @@ def _reencrypt(session: Session, entry: Entry, body: dict, old_dek: bytes) -> No
     dek = _seal_version(entry, body)
     for grant in grants:
         if grant.wrapped_key is not None:  # pending grants stay pending
-            grant.wrapped_key = _wrap_for(entry, dek, readers[grant.reader_id])
+            grant.wrapped_key = ENTRY.wrap(entry, dek, readers[grant.reader_id])
             session.add(grant)
     for note in notes:
         quote = quotes[note.id]
@@ -326,7 +285,7 @@ def update(
     (`base_digest` no longer matches), raise EditConflict and save nothing."""
     saved, dek = _read_with_key(session, entry, author.id, private_key)
     if body_digest(saved) != base_digest and saved != body:
-        raise EditConflict(saved, entry.version)
+        raise EditConflict(entry.version)
     entry.session_id = session_id
     _reencrypt(session, entry, body, dek)
     _record(session, author, "edit", entry)
@@ -361,7 +320,7 @@ def share(
         return
     dek = _dek_for(session, entry, author.id, private_key)
     session.add(
-        Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=_wrap_for(entry, dek, reader))
+        Grant(entry_id=entry.id, reader_id=reader.id, wrapped_key=ENTRY.wrap(entry, dek, reader))
     )
     _record(session, author, "share", entry, reader.id)
 
@@ -407,10 +366,20 @@ def complete_pending_grant(
     if grant is None or grant.wrapped_key is not None:
         return False
     dek = _dek_for(session, entry, author.id, private_key)
-    grant.wrapped_key = _wrap_for(entry, dek, reader)
+    grant.wrapped_key = ENTRY.wrap(entry, dek, reader)
     session.add(grant)
     _record(session, author, "share", entry, reader.id)
     return True
+
+
+def queue_work(*, session: Session, patient_id) -> None:
+    """Tell the patient's next request that work waits for their key (users.pending_work)."""
+    session.exec(
+        update_rows(User)
+        .where(User.id == patient_id)
+        .values(pending_work=True)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def rotate(*, session: Session, entry: Entry, author: User, private_key: bytes) -> None:
@@ -433,126 +402,11 @@ def readers_of(*, session: Session, entry: Entry) -> list[tuple[User, bool]]:
     return [(user, grant.wrapped_key is None) for user, grant in rows]
 
 
-# --- timelines -----------------------------------------------------------------------------------
+# --- the words in a body ------------------------------------------------------------------------
 
 
-@dataclass
-class Item:
-    entry: Entry
-    body: dict | None  # None: the entry did not open (tampered); the page says so
-    reader_count: int = 1
-
-
-@dataclass
-class SessionGroup:
-    session: TreatmentSession | None
-    items: list[Item] = field(default_factory=list)
-
-
-def timeline(
-    *, session: Session, patient: User, viewer_id, private_key, kinds=None, key_cache=None
-) -> tuple[list[SessionGroup], list[Item]]:
-    """The patient's sessions with the entries `viewer_id` may read, and all those entries.
-
-    A fixed number of queries whatever the number of entries: sessions, entries with whether
-    the viewer's grant is live, the wrapped keys of the entries not in `key_cache` (if any),
-    and reader counts. `private_key` may be a callable (the key is unlocked only if some
-    entry is not in `key_cache`), which `open_body` fills as it goes.
-    """
-    sessions = list(
-        session.exec(
-            select(TreatmentSession)
-            .where(TreatmentSession.patient_id == patient.id)
-            .order_by(col(TreatmentSession.scheduled_at))
-        )
-    )
-    query = (
-        select(Entry, col(Grant.wrapped_key).is_not(None))
-        .join(Grant, Grant.entry_id == Entry.id)
-        .where(Entry.author_id == patient.id, Grant.reader_id == viewer_id)
-        .order_by(col(Entry.created_at).desc())
-    )
-    if kinds:
-        query = query.where(col(Entry.kind).in_(kinds))
-    else:  # questionnaires have their own page (services.measures)
-        query = query.where(col(Entry.kind).not_in(MEASURE_KINDS))
-    rows = session.exec(query).all()
-    counts = reader_counts(session, [entry.id for entry, _ in rows])
-    wraps = _wraps_not_cached(session, rows, viewer_id, key_cache or {})
-    loaded = []
-
-    def loaded_key():  # unlocked and expanded once per page, and only on a cache miss
-        if not loaded:
-            raw = private_key() if callable(private_key) else private_key
-            loaded.append(crypto.load_private(raw))
-        return loaded[0]
-
-    items = []
-    for entry, live in rows:
-        try:
-            body = open_body(
-                entry,
-                wrapped_key=wraps.get(entry.id),
-                reader_id=viewer_id,
-                private_key=loaded_key,
-                key_cache=key_cache,
-                live_grant=bool(live),
-            )
-        except EntryUnreadable:
-            body = None
-        items.append(Item(entry=entry, body=body, reader_count=counts.get(entry.id, 1)))
-    return group_by_session(sessions, items), items
-
-
-def _wraps_not_cached(session: Session, rows, viewer_id, key_cache: dict) -> dict:
-    """The viewer's wrapped keys for live-granted entries whose data key is not cached (a
-    wrap is over 1 KB: on a warm cache none is read)."""
-    missing = [
-        entry.id for entry, live in rows if live and f"{entry.id}:{entry.version}" not in key_cache
-    ]
-    if not missing:
-        return {}
-    query = select(Grant.entry_id, Grant.wrapped_key).where(
-        Grant.reader_id == viewer_id, col(Grant.entry_id).in_(missing)
-    )
-    return dict(session.exec(query).all())
-
-
-def reader_counts(session: Session, entry_ids: list) -> dict:
-    """How many people (the author included) can read each entry."""
-    if not entry_ids:
-        return {}
-    rows = session.exec(
-        select(Grant.entry_id, func.count())
-        .where(col(Grant.entry_id).in_(entry_ids))
-        .group_by(Grant.entry_id)
-    ).all()
-    return dict(rows)
-
-
-def group_by_session(sessions: list[TreatmentSession], items: list[Item]) -> list[SessionGroup]:
-    """Upcoming sessions first (the next one at the top), then past ones newest first;
-    entries without a session in a last group."""
-    now = utcnow()
-    groups = {s.id: SessionGroup(session=s) for s in sessions}
-    loose = SessionGroup(session=None)
-    for item in items:
-        groups.get(item.entry.session_id, loose).items.append(item)
-    upcoming = [g for g in groups.values() if g.session.scheduled_at >= now]
-    past = [g for g in groups.values() if g.session.scheduled_at < now]
-    ordered = upcoming + sorted(past, key=lambda g: g.session.scheduled_at, reverse=True)
-    return ordered + ([loose] if loose.items else [])
-
-
-def search(items: list[Item], query: str) -> list[Item]:
-    """Entries whose decrypted text contains `query` (case-insensitive), in memory only."""
-    needle = query.casefold().strip()
-    if not needle:
-        return []
-    return [i for i in items if i.body and needle in _text_of(i.body).casefold()]
-
-
-def _text_of(body: dict) -> str:
+def text_of(body: dict) -> str:
+    """Every word the patient wrote in a body, one part a line (for search)."""
     return "\n".join(_parts_of(body))
 
 

@@ -20,14 +20,13 @@ without hiding the acknowledgement too; it lasts until a therapist acknowledges.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from .. import crypto
 from ..models import (
@@ -40,7 +39,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import accounts, audit, care, journal
+from . import audit, care, journal, sealed
 from .instruments import INSTRUMENTS, PHQ9, SAFETY_ITEM, Instrument, band
 
 log = logging.getLogger(__name__)
@@ -103,9 +102,9 @@ class Result:
         return self.entry.created_at
 
 
-def by_instrument(items: list[journal.Item]) -> dict[str, list[Result]]:
-    """Questionnaire responses from a timeline (`journal.timeline` with `MEASURE_KINDS`),
-    each instrument's oldest first."""
+def by_instrument(items: list) -> dict[str, list[Result]]:
+    """Questionnaire responses opened through the read path (services/reading.py Items), each
+    instrument's oldest first."""
     found: dict[str, list[Result]] = {key: [] for key in MEASURE_KINDS}
     for item in sorted(items, key=lambda i: i.entry.created_at):
         found[item.entry.kind].append(Result(item.entry, INSTRUMENTS[item.entry.kind], item.body))
@@ -124,31 +123,77 @@ class Due:
 
 def due(*, session: Session, patient: User, now: datetime | None = None) -> list[Due]:
     """The questionnaires to ask for now: before each ketamine session (within three days of
-    it, unless answered since) and every 14 days. Uses dates only."""
+    it, unless answered since) and every 14 days. Uses dates only: two queries."""
     now = now or utcnow()
     upcoming = session.exec(
-        select(TreatmentSession)
-        .where(
+        select(TreatmentSession).where(
             TreatmentSession.patient_id == patient.id,
-            TreatmentSession.kind == "ketamine",
-            TreatmentSession.status == "planned",
             col(TreatmentSession.scheduled_at) >= now,
             col(TreatmentSession.scheduled_at) <= now + BEFORE_KETAMINE,
         )
-        .order_by(col(TreatmentSession.scheduled_at))
-    ).first()
+    ).all()
+    latest = latest_taken_all(session=session, patient=patient)
+    return due_from(latest=latest, upcoming=list(upcoming), now=now)
+
+
+def due_from(*, latest: dict, upcoming: list, now: datetime | None = None) -> list[Due]:
+    """`due`, from when each questionnaire was last answered (`latest_taken_all`) and the
+    patient's sessions still ahead (any kinds; the planned ketamine ones count)."""
+    now = now or utcnow()
+    ahead = sorted(
+        (
+            s
+            for s in upcoming
+            if s.kind == "ketamine"
+            and s.status == "planned"
+            and now <= _aware(s.scheduled_at) <= now + BEFORE_KETAMINE
+        ),
+        key=lambda s: s.scheduled_at,
+    )
+    soon = ahead[0] if ahead else None
     asked = []
     for instrument in INSTRUMENTS.values():
-        last = latest_taken(session=session, patient=patient, kind=instrument.key)
-        if upcoming is not None and (
-            last is None or last < upcoming.scheduled_at - BEFORE_KETAMINE
+        last = latest.get(instrument.key)
+        last = _aware(last) if last is not None else None
+        if soon is not None and (
+            last is None or last < _aware(soon.scheduled_at) - BEFORE_KETAMINE
         ):
-            asked.append(Due(instrument, "before your ketamine session", upcoming))
+            asked.append(Due(instrument, "before your ketamine session", soon))
         elif last is None:
             asked.append(Due(instrument, "to see where you are starting from"))
         elif now - last >= DUE_EVERY:
             asked.append(Due(instrument, "it has been two weeks since the last one"))
     return asked
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def latest_taken_all(*, session: Session, patient: User) -> dict:
+    """When the patient last answered each questionnaire: {kind: time}. One query."""
+    rows = session.exec(
+        select(Entry.kind, func.max(Entry.created_at))
+        .where(Entry.author_id == patient.id, col(Entry.kind).in_(list(INSTRUMENTS)))
+        .group_by(Entry.kind)
+    ).all()
+    return dict(rows)
+
+
+def ketamine_sessions(*, session: Session, patient: User, until: datetime) -> list:
+    """The patient's ketamine sessions that took place (not cancelled) up to `until`."""
+    return list(
+        session.exec(
+            select(TreatmentSession)
+            .where(
+                TreatmentSession.patient_id == patient.id,
+                TreatmentSession.kind == "ketamine",
+                TreatmentSession.status != "cancelled",
+                col(TreatmentSession.scheduled_at) <= until,
+            )
+            .order_by(col(TreatmentSession.scheduled_at))
+        )
+    )
 
 
 def answered_before(*, session: Session, treatment_session: TreatmentSession) -> bool:
@@ -187,6 +232,9 @@ def _wrap_ad(check: SafetyCheck, reader_id) -> dict:
     return {"p": "safety_check/dek", "check": str(check.id), "reader": str(reader_id)}
 
 
+CHECK = sealed.Kind(KIND, _body_ad, _wrap_ad)
+
+
 def _add_safety_check(session: Session, *, patient: User, entry: Entry, body: dict) -> None:
     therapists = care.therapists_of(session=session, patient=patient)
     if not therapists:
@@ -195,17 +243,9 @@ def _add_safety_check(session: Session, *, patient: User, entry: Entry, body: di
     dek = crypto.random_key()
     # 0 or 1, not false/true: the blob has the same length whatever the answer was.
     content = {"flag": int(body["items"][SAFETY_ITEM] > 0)}
-    check.body_blob = crypto.seal(dek, json.dumps(content).encode(), _body_ad(check))
+    check.body_blob = CHECK.seal(check, dek, content)
     session.add(check)
-    for therapist in therapists:
-        wrapped = crypto.wrap_key(
-            dek, accounts.public_key(therapist), _wrap_ad(check, therapist.id)
-        )
-        session.add(
-            ItemKey(
-                subject_kind=KIND, subject_id=check.id, reader_id=therapist.id, wrapped_key=wrapped
-            )
-        )
+    CHECK.give(session, check, dek, therapists)
 
 
 @dataclass
@@ -221,10 +261,11 @@ class Flag:
 
 
 def open_flags(
-    *, session: Session, therapist: User, patient_ids: list, private_key
+    *, session: Session, therapist: User, patient_ids: list | None, private_key
 ) -> dict[uuid.UUID, list[Flag]]:
-    """The unacknowledged flags of these patients, by patient. Open checks without a flag are
-    marked seen by `therapist` on the way (and logged). The caller commits."""
+    """The unacknowledged flags of these patients (of every patient the therapist holds checks
+    of, with None), by patient. Open checks without a flag are marked seen by `therapist` on
+    the way (and logged). The caller commits."""
     shared_with_me = and_(
         Grant.entry_id == SafetyCheck.response_id,
         Grant.reader_id == therapist.id,
@@ -237,11 +278,12 @@ def open_flags(
         .where(
             ItemKey.subject_kind == KIND,
             ItemKey.reader_id == therapist.id,
-            col(SafetyCheck.patient_id).in_(list(patient_ids)),
             col(SafetyCheck.reviewed_at).is_(None),
         )
         .order_by(col(SafetyCheck.created_at))
     )
+    if patient_ids is not None:
+        query = query.where(col(SafetyCheck.patient_id).in_(list(patient_ids)))
     flags: dict[uuid.UUID, list[Flag]] = {}
     for check, wrapped, grant_id in session.exec(query).all():
         content = _open(check, wrapped, therapist.id, private_key)
@@ -263,11 +305,8 @@ def _flagged(content: dict) -> bool:
 
 def _open(check: SafetyCheck, wrapped: bytes, reader_id, private_key) -> dict | None:
     try:
-        key = private_key() if callable(private_key) else private_key
-        dek = crypto.unwrap_key(wrapped, key, _wrap_ad(check, reader_id))
-        return json.loads(crypto.open_sealed(dek, check.body_blob, _body_ad(check)))
-    except (crypto.CryptoError, ValueError):
-        log.error("safety check %s did not open for reader %s", check.id, reader_id)
+        return CHECK.open_for(check, wrapped, reader_id, private_key)[0]
+    except sealed.Unreadable:
         return None
 
 

@@ -8,16 +8,16 @@ not done: the therapist sees the days that were.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import ItemKey, Practice, PracticeCheck, User, utcnow
-from . import accounts, audit, care
+from ..models import Practice, PracticeCheck, User, utcnow
+from . import audit, care, sealed
 from .accounts import ValidationError
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ def _wrap_ad(practice: Practice, reader_id) -> dict:
     }
 
 
+PRACTICE = sealed.Kind(KIND, _body_ad, _wrap_ad)
+
+
 def parse(form) -> dict:
     """The practice from a submitted form; ValidationError names the field."""
     body = {name: form.get(name, "") for name in FIELDS}
@@ -69,17 +72,11 @@ def create(
         patient_id=patient.id, created_by_id=therapist.id, session_id=treatment_session_id
     )
     dek = crypto.random_key()
-    practice.body_blob = crypto.seal(
-        dek, json.dumps(body, ensure_ascii=False).encode("utf-8"), _body_ad(practice)
-    )
+    practice.body_blob = PRACTICE.seal(practice, dek, body)
     session.add(practice)
-    for reader in [patient, *care.therapists_of(session=session, patient=patient)]:
-        wrapped = crypto.wrap_key(dek, accounts.public_key(reader), _wrap_ad(practice, reader.id))
-        session.add(
-            ItemKey(
-                subject_kind=KIND, subject_id=practice.id, reader_id=reader.id, wrapped_key=wrapped
-            )
-        )
+    PRACTICE.give(
+        session, practice, dek, [patient, *care.therapists_of(session=session, patient=patient)]
+    )
     session.flush()
     audit.record(session=session, actor_id=therapist.id, action="practice", patient_id=patient.id)
     return practice
@@ -139,44 +136,46 @@ class Opened:
 
 
 def for_reader(
-    *, session: Session, patient: User, reader: User, private_key, active_only: bool = True
+    *,
+    session: Session,
+    patient: User,
+    reader: User,
+    private_key,
+    active_only: bool = True,
+    since: date | None = None,
 ) -> list[Opened]:
     """The patient's practices that `reader` holds a key for, newest first, with the days
-    ticked. Two queries, and the private key loaded once, however many practices."""
+    ticked (from `since`, if given). One query, and the private key loaded once, however many
+    practices."""
+    checks = PracticeCheck.practice_id == Practice.id
+    if since is not None:
+        checks = and_(checks, PracticeCheck.day >= since)
     query = (
-        select(Practice, ItemKey.wrapped_key)
-        .join(ItemKey, ItemKey.subject_id == Practice.id)
-        .where(
-            ItemKey.subject_kind == KIND,
-            ItemKey.reader_id == reader.id,
-            Practice.patient_id == patient.id,
-        )
-        .order_by(col(Practice.created_at).desc())
+        PRACTICE.held(Practice, reader.id)
+        .add_columns(PracticeCheck.day)
+        .outerjoin(PracticeCheck, checks)
+        .where(Practice.patient_id == patient.id)
+        .order_by(col(Practice.created_at).desc(), col(PracticeCheck.day).desc())
     )
     if active_only:
         query = query.where(col(Practice.ended_at).is_(None))
-    rows = session.exec(query).all()
-    if not rows:
+    found: dict = {}
+    for practice, wrapped, day in session.exec(query).all():
+        if practice.id not in found:
+            found[practice.id] = (practice, wrapped, [])
+        if day is not None:
+            found[practice.id][2].append(day)
+    if not found:
         return []
-    days: dict = {}
-    for check in session.exec(
-        select(PracticeCheck)
-        .where(col(PracticeCheck.practice_id).in_([p.id for p, _ in rows]))
-        .order_by(col(PracticeCheck.day).desc())
-    ):
-        days.setdefault(check.practice_id, []).append(check.day)
-    raw = private_key() if callable(private_key) else private_key
-    key = crypto.load_private(raw)
+    key = sealed.loaded(private_key)
     return [
-        Opened(practice, _open(practice, wrapped, reader.id, key), days.get(practice.id, []))
-        for practice, wrapped in rows
+        Opened(practice, _open(practice, wrapped, reader.id, key), days)
+        for practice, wrapped, days in found.values()
     ]
 
 
 def _open(practice: Practice, wrapped: bytes, reader_id, key) -> dict | None:
     try:
-        dek = crypto.unwrap_key(wrapped, key, _wrap_ad(practice, reader_id))
-        return json.loads(crypto.open_sealed(dek, practice.body_blob, _body_ad(practice)))
-    except (crypto.CryptoError, ValueError):
-        log.error("practice %s did not open for reader %s", practice.id, reader_id)
+        return PRACTICE.open_for(practice, wrapped, reader_id, key)[0]
+    except sealed.Unreadable:
         return None

@@ -167,6 +167,7 @@ def accept(*, session: Session, invitation: Invitation, supporter: User) -> None
             is None
         ):
             session.add(Grant(entry_id=share.entry_id, reader_id=supporter.id, wrapped_key=None))
+            journal.queue_work(session=session, patient_id=invitation.inviter_id)
         session.delete(share)
     session.flush()
 
@@ -194,6 +195,17 @@ def granted(*, session: Session, patient: User, supporter: User) -> list[tuple[E
         .order_by(col(Entry.created_at).desc())
     )
     return [(entry, wrapped is None) for entry, wrapped in session.exec(query)]
+
+
+def granted_ids(*, session: Session, patient: User, supporter: User) -> list:
+    """The ids of the patient's entries the supporter holds a grant for (live or pending)."""
+    return list(
+        session.exec(
+            select(Grant.entry_id)
+            .join(Entry, Entry.id == Grant.entry_id)
+            .where(Entry.author_id == patient.id, Grant.reader_id == supporter.id)
+        )
+    )
 
 
 def share(
@@ -240,6 +252,7 @@ def leave(*, session: Session, supporter: User, patient: User) -> None:
         session.delete(grant)
         entry.needs_rotation = True
         session.add(entry)
+        journal.queue_work(session=session, patient_id=patient.id)
         audit.record(
             session=session,
             actor_id=supporter.id,
@@ -265,10 +278,11 @@ def _unlink(session: Session, *, patient_id, supporter_id) -> None:
 
 
 def finish_waiting_work(*, session: Session, patient: User, unlock: Callable[[], bytes]) -> bool:
-    """On a patient's request: wrap the data keys of pending grants to supporters who have
-    joined (flow 10), and re-encrypt entries marked for rotation (flow 5). Two indexed
-    queries, and no key unlocked (`unlock` gives the private key), when there is nothing to
-    do. Returns whether anything changed; the caller commits."""
+    """On a patient's request, when their row says work is queued (the request pipeline looks
+    at `pending_work` first): wrap the data keys of pending grants to supporters who have
+    joined (flow 10), and re-encrypt entries marked for rotation (flow 5). The flag is cleared
+    once nothing is left (an entry that does not open keeps it set). Returns whether anything
+    changed; the caller commits."""
     waiting = session.exec(
         select(Entry, User)
         .join(Grant, Grant.entry_id == Entry.id)
@@ -284,16 +298,22 @@ def finish_waiting_work(*, session: Session, patient: User, unlock: Callable[[],
         select(Entry).where(Entry.author_id == patient.id, col(Entry.needs_rotation))
     ).all()
     if not waiting and not marked:
+        patient.pending_work = False
+        session.add(patient)
         return False
     private_key = unlock()
-    changed = False
+    done = []
     for entry in marked:  # first, so that a pending grant is wrapped for the newest version
-        changed |= _quietly(journal.rotate, session, entry, patient, private_key)
+        done.append(_quietly(journal.rotate, session, entry, patient, private_key))
     for entry, reader in waiting:
-        changed |= _quietly(
-            journal.complete_pending_grant, session, entry, patient, private_key, reader=reader
+        done.append(
+            _quietly(
+                journal.complete_pending_grant, session, entry, patient, private_key, reader=reader
+            )
         )
-    return changed
+    patient.pending_work = not all(done)
+    session.add(patient)
+    return any(done)
 
 
 def _quietly(action, session: Session, entry: Entry, author: User, private_key, **extra) -> bool:

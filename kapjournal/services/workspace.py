@@ -24,7 +24,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import accounts, annotations, audit, care, journal, measures
+from . import accounts, annotations, audit, care, journal, measures, reading
 
 CURRENT_WITHIN = timedelta(hours=24)  # a planned session this close to now is "today's"
 
@@ -183,15 +183,30 @@ class CaseloadRow:
         return bool(self.shared or self.flagged or self.safety_flags)
 
 
-def caseload(*, session: Session, therapist: User, private_key=None) -> list[CaseloadRow]:
-    """Every patient on the therapist's care team with the next session, what they shared
-    since the last integration session (newest first) and what is flagged; patients with an
-    unacknowledged PHQ-9 safety flag first. A fixed number of queries whatever the number of
-    patients; nothing is decrypted but names and, with `private_key`, the open safety checks
-    (which may mark some seen: the caller commits)."""
-    patients = care.patients_of(session=session, therapist=therapist)
+def caseload(
+    *, session: Session, therapist: User, private_key=None, before=None, size: int = 20
+) -> tuple[list[CaseloadRow], object]:
+    """A page of the therapist's patients (newest on the care team first, cut at a cursor),
+    each with the next session, what they shared since the last integration session (newest
+    first) and what is flagged; and the cursor of the next page. On the first page, every
+    patient with an unacknowledged PHQ-9 safety flag comes first, whichever page they would
+    be on. A fixed number of queries whatever the number of patients; nothing is decrypted but
+    names and, with `private_key`, the open safety checks (which may mark some seen: the
+    caller commits)."""
+    patients, after = care.patients_page(
+        session=session, therapist=therapist, before=before, size=size
+    )
+    flagged: dict = {}
+    if private_key is not None and before is None:
+        flagged = measures.open_flags(
+            session=session, therapist=therapist, patient_ids=None, private_key=private_key
+        )
+        shown = {p.id for p in patients}
+        missing = [pid for pid in flagged if pid not in shown]
+        if missing:
+            patients = list(session.exec(select(User).where(col(User.id).in_(missing)))) + patients
     if not patients:
-        return []
+        return [], after
     ids = [p.id for p in patients]
     now = utcnow()
     rows = {p.id: CaseloadRow(patient=p, name=accounts.name_of(p)) for p in patients}
@@ -204,6 +219,7 @@ def caseload(*, session: Session, therapist: User, private_key=None) -> list[Cas
         mine = sessions.get(row.patient.id, [])
         row.next_session = next_session(mine, now)
         row.last_integration = last_integration(mine, now)
+        row.safety_flags = flagged.get(row.patient.id, [])
     _add_shared(session, therapist, ids, rows)
     # Counted as the agenda shows them: a flagged note on a flagged entry is part of it.
     flagged_entries = set()
@@ -216,20 +232,14 @@ def caseload(*, session: Session, therapist: User, private_key=None) -> list[Cas
         if note.entry_id not in flagged_entries:
             rows[note.patient_id].flagged += 1
     _add_practices(session, ids, rows)
-    if private_key is not None:
-        found = measures.open_flags(
-            session=session, therapist=therapist, patient_ids=ids, private_key=private_key
-        )
-        for patient_id, flags in found.items():
-            rows[patient_id].safety_flags = flags
-    return sorted(
-        rows.values(),
-        key=lambda r: (
-            not r.safety_flags,
-            not r.needs_attention,
-            -(r.shared[0].shared_at.timestamp() if r.shared else 0),
-        ),
-    )
+    return sorted(rows.values(), key=_attention_first), after
+
+
+def _attention_first(row: CaseloadRow):
+    """Within a page: a waiting safety flag first, then who shared or has something flagged
+    (the latest sharing first), then the rest."""
+    latest = row.shared[0].shared_at.timestamp() if row.shared else 0
+    return (not row.safety_flags, not row.needs_attention, -latest)
 
 
 def _since(row: CaseloadRow) -> datetime | None:
@@ -300,11 +310,12 @@ class AgendaItem:
 
 
 def agenda(
-    *, session: Session, therapist: User, patient: User, private_key, since: datetime
+    *, session: Session, reader: reading.Reader, patient: User, since: datetime
 ) -> list[AgendaItem]:
-    """Everything the therapist flagged for this patient that is not talked through yet, or
-    was talked through after `since` (earlier today), oldest first. Each entry opened is a
-    `read` in the patient's access log."""
+    """Everything the therapist (`reader`) flagged for this patient that is not talked
+    through yet, or was talked through after `since` (earlier today), oldest first. Entries
+    are opened through the read path: each is a read of the patient's words."""
+    therapist = reader.user
     flags = entry_flags(
         session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
     )
@@ -312,42 +323,33 @@ def agenda(
     entries = {}
     for flag in flags:
         entry = session.get(Entry, flag.entry_id)
-        try:
-            body = journal.read(
-                session=session, entry=entry, reader_id=therapist.id, private_key=private_key
-            )
-        except journal.EntryUnreadable:
-            body = None
         item = AgendaItem(
-            kind="entry", id=entry.id, discussed_at=flag.discussed_at, entry=entry, body=body
+            kind="entry", id=entry.id, discussed_at=flag.discussed_at, entry=entry, body=None
         )
-        if body is not None:
-            item.paragraphs = annotations.paragraphs_of(entry.kind, body)
+        try:
+            item.body = reading.open_entry(session=session, reader=reader, entry=entry)
+        except journal.EntryUnreadable:
+            item.body = None
+        if item.body is not None:
+            item.paragraphs = annotations.paragraphs_of(entry.kind, item.body)
             notes = annotations.for_entry(
-                session=session, entry=entry, reader=therapist, private_key=private_key
+                session=session, entry=entry, reader=therapist, private_key=reader.private_key
             )
             item.placement = annotations.place(notes, item.paragraphs)
         entries[entry.id] = entry
         items.append(item)
-        audit.record(
-            session=session,
-            actor_id=therapist.id,
-            action="read",
-            patient_id=patient.id,
-            entry_id=entry.id,
-        )
     query = flagged_notes(
         session=session, therapist_id=therapist.id, patient_ids=[patient.id], since=since
     )
     for note in annotations.open_all(
-        session=session, query=query, reader=therapist, private_key=private_key
+        session=session, query=query, reader=therapist, private_key=reader.private_key
     ):
         entry_id = note.annotation.entry_id
         if entry_id in entries:
             continue  # already beside its passage in the flagged entry's item
         entry = session.get(Entry, entry_id) if entry_id else None
         if entry is not None:
-            _place_alone(session, note, entry, therapist, private_key)
+            _place_alone(session, note, entry, reader)
         items.append(
             AgendaItem(
                 kind="note",
@@ -379,22 +381,13 @@ def agenda_progress(
     return sum(done), len(done)
 
 
-def _place_alone(session: Session, note, entry: Entry, therapist: User, private_key) -> None:
-    """Find where a flagged note's passage is now (reading the entry, which is logged)."""
+def _place_alone(session: Session, note, entry: Entry, reader: reading.Reader) -> None:
+    """Find where a flagged note's passage is now (reading the entry: a read)."""
     try:
-        body = journal.read(
-            session=session, entry=entry, reader_id=therapist.id, private_key=private_key
-        )
+        body = reading.open_entry(session=session, reader=reader, entry=entry)
     except journal.EntryUnreadable:
         return
     annotations.place([note], annotations.paragraphs_of(entry.kind, body))
-    audit.record(
-        session=session,
-        actor_id=therapist.id,
-        action="read",
-        patient_id=entry.author_id,
-        entry_id=entry.id,
-    )
 
 
 def session_notes(
@@ -423,3 +416,9 @@ def shared_session_notes(*, session: Session, patient: User, private_key) -> lis
         session=session, query=query, reader=patient, private_key=private_key
     )
     return list(reversed(notes))
+
+
+def record_printout(*, session: Session, therapist: User, patient: User) -> None:
+    """A therapist made a printable copy of what the patient shared: in the patient's log (the
+    entries on it are reads too, recorded by the read path). The caller commits."""
+    audit.record(session=session, actor_id=therapist.id, action="export", patient_id=patient.id)

@@ -71,27 +71,3 @@ def init_app(app) -> None:
 
     app.add_template_filter(local_time, "local")
     app.add_template_global(shares_by_default, "shares_by_default")
-
-
-def timeline_for(patient, kinds=None):
-    """`journal.timeline` for the current user, with this device's cache of data keys (the
-    public-key unwrap is paid once per entry version and device, not on every page)."""
-    from flask_login import current_user
-
-    from .. import db
-    from ..services import journal, sessions
-
-    cache = sessions.key_cache(current_user.unlocked)
-    known = len(cache)
-    result = journal.timeline(
-        session=db.session(),
-        patient=patient,
-        viewer_id=current_user.id,
-        private_key=current_user.private_key,
-        kinds=kinds,
-        key_cache=cache,
-    )
-    if len(cache) != known:
-        sessions.store_key_cache(session=db.session(), unlocked=current_user.unlocked, cache=cache)
-        db.session().commit()
-    return result

@@ -8,11 +8,10 @@ from flask import Blueprint, request
 from flask_login import current_user
 
 from .. import db, policy
-from ..login import logged_out
-from ..services import accounts, sessions
+from ..login import limit_password_checks, logged_out
+from ..services import accounts, care, sessions
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other
-from .auth import limit_password_checks
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -20,12 +19,20 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @bp.get("")
 @policy.allow(policy.AUTHENTICATED)
 def index():
-    devices = sessions.for_user(session=db.session(), user=current_user.user)
+    dbs = db.session()
+    user = current_user.user
+    devices = sessions.for_user(session=dbs, user=user)
+    care_team = []
+    if user.role == "patient":
+        care_team = [
+            (t, accounts.name_of(t)) for t in care.therapists_of(session=dbs, patient=user)
+        ]
     return render(
         "account/index.html",
         devices=devices,
-        email=accounts.email_of(current_user.user),
+        email=accounts.email_of(user),
         current_device=current_user.device_id,
+        care_team=care_team,
     )
 
 

@@ -10,23 +10,15 @@ import segno
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user
 
-from .. import db, policy
+from .. import db, joining, policy, web
+from .. import login as auth_views
 from ..extensions import limiter
 from ..models import Invitation, User
 from ..services import accounts, care, mail, support
 from ..services.accounts import ValidationError
-from . import auth as auth_views
 from . import form_text, render, see_other
 
 bp = Blueprint("care", __name__)
-
-# The calm page for a link that cannot be used, by kind of link.
-_INVALID_PAGES = {
-    "patient": "auth/invitation_invalid.html",
-    support.KIND: "support/invitation_invalid.html",
-    accounts.CONFIRM_KIND: "auth/confirm.html",
-}
-
 
 # --- a therapist's invitations -----------------------------------------------------------------
 
@@ -65,7 +57,7 @@ def create_invitation():
         dbs.rollback()
         return _invitations_page(form=request.form, errors=exc.errors, status=422)
     dbs.commit()
-    link = absolute_url(url_for("care.register", token=issued.token))
+    link = web.absolute_url(url_for("care.register", token=issued.token))
     emailed = None
     if email and mail.enabled():
         emailed = mail.send(
@@ -85,12 +77,6 @@ def create_invitation():
     )
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def absolute_url(path: str) -> str:
-    """`path` on KAPJOURNAL_BASE_URL (required in production: never the request's Host)."""
-    base = current_app.config.get("BASE_URL") or request.url_root
-    return base.rstrip("/") + path
 
 
 def _invitation_email(link: str) -> str:
@@ -126,14 +112,14 @@ def register(token: str):
     try:
         invitation = care.find_usable(session=dbs, token=token, kind="patient")
     except care.InvitationError as exc:
-        return invalid_link(exc.problem, "patient")
+        return joining.invalid_link(exc.problem, "patient")
     therapist_name = accounts.name_of(dbs.get(User, invitation.inviter_id))
     if current_user.is_authenticated:
         return _accept_as_logged_in(invitation, therapist_name)
     context = {"token": token, "therapist_name": therapist_name}
     if request.method == "GET":
         return render("auth/register.html", form={}, errors={}, **context)
-    return register_from_link(invitation, "auth/register.html", context)
+    return joining.register_from_link(invitation, "auth/register.html", context)
 
 
 def _accept_as_logged_in(invitation: Invitation, therapist_name: str):
@@ -143,87 +129,12 @@ def _accept_as_logged_in(invitation: Invitation, therapist_name: str):
     if request.method == "GET":
         return render("auth/invitation_accept.html", therapist_name=therapist_name)
     try:
-        accept_invitation(invitation, current_user.user)
+        joining.accept_invitation(invitation, current_user.user)
     except care.InvitationError as exc:  # another request used the link first
         db.session().rollback()
-        return invalid_link(exc.problem, "patient")
+        return joining.invalid_link(exc.problem, "patient")
     db.session().commit()
     return see_other("home.index")
-
-
-def invalid_link(problem: care.InvitationProblem, kind: str):
-    """The calm page for a forged (404), used or expired (410) link, naming no one."""
-    status = 404 if problem is care.InvitationProblem.UNKNOWN else 410
-    return render(_INVALID_PAGES[kind], problem=problem.value, status=status)
-
-
-def accept_invitation(invitation: Invitation, user: User) -> None:
-    """Join what the invitation leads to: a care team, or a patient's support people. It must
-    be unused (claimed now) or held for `user` already, else care.InvitationError. The caller
-    commits."""
-    if invitation.kind == support.KIND:
-        support.accept(session=db.session(), invitation=invitation, supporter=user)
-    else:
-        care.accept_patient_invitation(session=db.session(), invitation=invitation, patient=user)
-
-
-def register_from_link(invitation: Invitation, template: str, context: dict):
-    """The registration form of a link (`template`), posted by someone not logged in.
-
-    With email configured the answer is the same page, after the same work, whether the
-    address had an account (it is offered the invitation at its next login) or not (the new
-    account waits for the emailed link). Without email a new account is logged in at once,
-    and an address with an account gets a 422 that says no more than it must (README)."""
-    dbs = db.session()
-    form = auth_views.registration_form()
-    by_email = mail.enabled()
-    try:
-        joined = care.join(session=dbs, invitation=invitation, form=form, by_email=by_email)
-        if not by_email:
-            accept_invitation(invitation, joined.user)
-    except ValidationError as exc:
-        dbs.rollback()
-        return render(template, form=request.form, errors=exc.errors, status=422, **context)
-    except care.InvitationError as exc:  # another request used the link first
-        dbs.rollback()
-        return invalid_link(exc.problem, invitation.kind)
-    if by_email:
-        dbs.commit()
-        sent = _joining_email(joined, form["email"].strip())
-        return render("auth/check_email.html", email=form["email"].strip(), sent=sent)
-    new = joined.registered
-    return auth_views.log_in(
-        new.user, new.private_key, lambda: auth_views.recovery_page(new.recovery_code)
-    )
-
-
-def _joining_email(joined: care.Joined, address: str) -> bool:
-    """The email only the address's owner reads: a confirmation link for a new account, a
-    notice for an account the address already had."""
-    clinic = current_app.config["CLINIC_NAME"]
-    if joined.registered is not None:
-        link = absolute_url(url_for("care.confirm", token=joined.confirm_token))
-        days = current_app.config["INVITATION_DAYS"]
-        body = (
-            f"Hello,\n\nSomeone, we hope you, used an invitation to {clinic} to create an "
-            "account with this email address.\n\nTo finish joining, open this link (it works "
-            f"once and expires in {days} days), then log in with the password you chose:\n\n"
-            f"{link}\n\nIf it was not you, ignore this email: without the link, the account "
-            "cannot be used.\n"
-        )
-        return mail.send(to=address, subject=f"Finish joining {clinic}", body=body)
-    if joined.offered:
-        then = "If it was you, log in and you will be asked to accept it."
-    else:
-        then = "Your account cannot accept this kind of invitation; if it was you, tell the "
-        then += "person who invited you."
-    body = (
-        f"Hello,\n\nSomeone used an invitation to {clinic} with your email address, which "
-        f"already has an account there.\n\n{then}\n\nIf it was not you, you need not do "
-        "anything: nothing changes unless you accept.\n"
-    )
-    subject = f"An invitation to {clinic} was used with your address"
-    return mail.send(to=address, subject=subject, body=body)
 
 
 # --- confirming a new account's address --------------------------------------------------------
@@ -240,15 +151,15 @@ def confirm(token: str):
         try:
             care.find_usable(session=dbs, token=token, kind=accounts.CONFIRM_KIND)
         except care.InvitationError as exc:
-            return invalid_link(exc.problem, accounts.CONFIRM_KIND)
+            return joining.invalid_link(exc.problem, accounts.CONFIRM_KIND)
         return render("auth/confirm.html", problem=None, token=token)
     try:
         user, joined = care.confirm_address(session=dbs, token=token)
         for invitation in joined:
-            accept_invitation(invitation, user)
+            joining.accept_invitation(invitation, user)
     except care.InvitationError as exc:
         dbs.rollback()
-        return invalid_link(exc.problem, accounts.CONFIRM_KIND)
+        return joining.invalid_link(exc.problem, accounts.CONFIRM_KIND)
     dbs.commit()
     return redirect(url_for("auth.login", confirmed="1"), code=303)
 
@@ -285,7 +196,7 @@ def decide_offer(offer_id: uuid.UUID):
         dbs.rollback()
         return see_other("care.offers")
     if accept:
-        accept_invitation(invitation, me)
+        joining.accept_invitation(invitation, me)
     dbs.commit()
     if care.offers_for(session=dbs, user=me):
         return see_other("care.offers")

@@ -1,13 +1,14 @@
-"""The first page after login, by role."""
+"""The first page after login, by role: a therapist's caseload (a page at a time, safety flags
+first), a patient's journal, a supporter's list of the people they support."""
 
 from __future__ import annotations
 
-from flask import Blueprint
-from flask_login import current_user
+from flask import Blueprint, request
 
-from .. import db, policy
+from .. import db, pages, policy, web
 from ..services import care, course, entry_forms, instruments, support, workspace
-from . import journal, render
+from ..services import timeline as course_pages
+from . import render
 
 bp = Blueprint("home", __name__)
 
@@ -16,18 +17,23 @@ bp = Blueprint("home", __name__)
 @policy.allow(policy.AUTHENTICATED)
 def index():
     dbs = db.session()
-    user = current_user.user
+    user = web.me()
+    if user.role == "patient":
+        return pages.journal_home()  # a patient's home is their journal
     if user.role == "therapist":
-        rows = workspace.caseload(session=dbs, therapist=user, private_key=current_user.private_key)
+        before = course_pages.Cursor.parse(request.args.get("before"))
+        rows, earlier = workspace.caseload(
+            session=dbs, therapist=user, private_key=web.reader().private_key, before=before
+        )
         dbs.commit()  # routine safety checks were marked seen
         return render(
             "home/therapist.html",
+            block="page" if before is not None else None,
             caseload=rows,
+            earlier=earlier,
             labels=entry_forms.KIND_LABELS | instruments.LABELS,
             session_labels=course.KIND_LABELS,
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
         )
-    if user.role == "patient":
-        return journal.timeline()  # a patient's home is their journal
     people = support.names(support.patients_of(session=dbs, supporter=user))
     return render("home/support.html", people=people)

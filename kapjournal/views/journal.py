@@ -1,69 +1,37 @@
-"""The patient's journal: timeline, writing, reading, editing, sharing, the access log."""
+"""The patient's journal: the timeline, writing, reading, editing, sharing, search and the
+access log. Everything shown is opened through the read path (pages.py, services/reading.py)."""
 
 from __future__ import annotations
 
 import uuid
 
 from flask import Blueprint, abort, request
-from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from .. import db, policy
+from .. import db, pages, policy, web
+from ..login import limit_password_checks
 from ..models import User
-from ..services import (
-    accounts,
-    audit,
-    care,
-    course,
-    entry_forms,
-    instruments,
-    journal,
-    measures,
-    sharing,
-    support,
-)
+from ..services import accounts, course, entry_forms, instruments, journal, measures
+from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, timeline_for, viewer_zone
-from . import workspace as workspace_views
-from .auth import limit_password_checks
+from . import form_text, render, see_other, viewer_zone
 
 bp = Blueprint("journal", __name__)
 
 
 def _me() -> User:
-    return current_user.user
+    return web.me()
 
 
-def _timeline(kinds=None):
-    return timeline_for(_me(), kinds)
+def _cursor():
+    return course_pages.Cursor.parse(request.values.get("before"))
 
 
 @bp.get("/journal")
 @policy.allow("patient")
 def timeline():
-    return timeline_page(*_timeline())
-
-
-def timeline_page(groups, items):
-    """The patient's home from their decrypted timeline (bench/timeline.py feeds it plaintext
-    to measure what encryption costs)."""
-    return render(
-        "journal/timeline.html",
-        therapists=[name for _, name in _possible_readers()],
-        care_team=_possible_readers(),
-        groups=groups,
-        count=len(items),
-        labels=entry_forms.KIND_LABELS,
-        session_labels=course.KIND_LABELS,
-        due=measures.due(session=db.session(), patient=_me()),
-        **workspace_views.patient_home(items),
-        shared_with=_shared_with(items),
-    )
-
-
-def _shared_with(items) -> dict:
-    ids = [item.entry.id for item in items]
-    return sharing.in_words_by_entry(session=db.session(), author=_me(), entry_ids=ids)
+    """The patient's home: their course of treatment, a page at a time."""
+    return pages.journal_home(before=_cursor())
 
 
 @bp.route("/journal/search", methods=["GET", "POST"])
@@ -71,48 +39,38 @@ def _shared_with(items) -> dict:
 def search():
     """The search form, and (POST) what it finds. The words searched for are decrypted journal
     vocabulary: they travel only in a POST body, never in a URL, so no request log, browser
-    history, Referer or cache holds them. A `q` in a URL is ignored, not searched."""
+    history, Referer or cache holds them. A `q` in a URL is ignored, not searched. A search
+    opens at most a few hundred entries, newest first, then offers to search earlier ones."""
     if request.method == "GET":
-        return render("journal/search.html", query="", results=[])
+        return render("journal/search.html", query="", found=None, results=[])
     query = form_text("q", 200)
-    results = journal.search(_timeline()[1], query) if query.strip() else []
+    found = course_pages.search(
+        session=db.session(), reader=web.reader(), patient=_me(), words=query, before=_cursor()
+    )
     return render(
         "journal/search.html",
         block="results",
         query=query,
-        results=results,
+        found=found,
+        results=found.results,
         labels=entry_forms.KIND_LABELS,
-        shared_with=_shared_with(results),
+        moods=dict(entry_forms.MOODS),
+        shared_with=pages.shared_with(_me(), found.results),
     )
 
 
 @bp.get("/journal/log")
 @policy.allow("patient")
 def access_log():
-    return render("journal/log.html", events=_events(), entry=None)
-
-
-def _events(entry_id=None):
-    """Access-log rows with the actor's and target's names, for the patient's page."""
-    dbs = db.session()
-    events = audit.for_patient(session=dbs, patient_id=_me().id, entry_id=entry_id)
-    people = {e.actor_id for e in events} | {e.target_id for e in events}
-    names = accounts.names_of(session=dbs, user_ids=people)
-    return [(e, names.get(e.actor_id, "Someone"), names.get(e.target_id, "")) for e in events]
+    try:
+        before = int(request.args.get("before", ""))
+    except ValueError:
+        before = None
+    context = pages.access_log(_me(), before=before)
+    return render("journal/log.html", block="events" if before else None, entry=None, **context)
 
 
 # --- writing -------------------------------------------------------------------------------------
-
-
-def _possible_readers() -> list[tuple[User, str]]:
-    therapists = care.therapists_of(session=db.session(), patient=_me())
-    return [(t, accounts.name_of(t)) for t in therapists]
-
-
-def _share_choices() -> list[tuple[User, str]]:
-    """Whom the patient may share an entry with: their therapists, then their supporters."""
-    supporters = support.supporters_of(session=db.session(), patient=_me())
-    return _possible_readers() + support.names(supporters)
 
 
 def _form_context(
@@ -132,7 +90,7 @@ def _form_context(
         "moods": entry_forms.MOODS,
         "sessions": sessions,
         "session_labels": course.KIND_LABELS,
-        "readers": _share_choices() if entry is None else [],
+        "readers": pages.share_choices(_me(), kind) if entry is None else [],
         "share_checked": set(values.getlist("share")) if hasattr(values, "getlist") else set(),
         "share_default": share_default
         if share_default is not None
@@ -154,10 +112,11 @@ def new_entry():
         body = entry_forms.parse(kind, request.form)
         client_id = _uuid_field("client_id") or uuid.uuid4()
         session_id = _session_field()
-        readers = [r for r, _ in _share_choices() if str(r.id) in request.form.getlist("share")]
+        chosen = request.form.getlist("share")
+        readers = [r for r, _ in pages.share_choices(_me(), kind) if str(r.id) in chosen]
         if request.form.get("share_default") == "1" and measures.shares_by_default(_me(), kind):
             # Written on the offline page, which names no one: the standing default applies.
-            readers = [r for r, _ in _possible_readers()]
+            readers = [r for r, _ in pages.share_choices(_me(), kind) if r.role == "therapist"]
         new = {"kind": kind, "body": body, "client_id": client_id, "session_id": session_id}
         try:
             entry, _created = journal.create(session=dbs, author=_me(), readers=readers, **new)
@@ -198,78 +157,50 @@ def _session_field() -> uuid.UUID | None:
 @bp.get("/entries/<uuid:entry_id>")
 @policy.allow(policy.AUTHENTICATED)
 def show_entry(entry_id: uuid.UUID):
-    dbs = db.session()
-    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
+    entry, wrapped = policy.get_entry_to_read_for(
+        session=db.session(), user=_me(), entry_id=entry_id, need="read"
+    )
     if entry.kind in instruments.INSTRUMENTS:  # a questionnaire has its own page
         return see_other("measures.result", entry_id=entry.id)
-    body, mine = read_as_viewer(entry)
+    reader = web.reader()
+    body = pages.entry_body(reader, entry, wrapped)
+    mine = entry.author_id == _me().id
     return render(
         "journal/entry.html",
         entry=entry,
         body=body,
         mine=mine,
-        **(sharing_of(entry) if mine else {}),
+        **(pages.sharing_panel(_me(), entry) if mine else {}),
         labels=entry_forms.KIND_LABELS,
         moods=dict(entry_forms.MOODS),
-        events=_events(entry.id) if mine else [],
-        author_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
-        **workspace_views.patient_entry_notes(entry, body),
+        author_name=None if mine else accounts.name_of(db.session().get(User, entry.author_id)),
+        **pages.own_entry_notes(reader, entry, body),
     )
 
 
-def read_as_viewer(entry) -> tuple[dict, bool]:
-    """The entry's body for the current user, and whether it is their own; a read of someone
-    else's words goes into that patient's access log."""
-    body = _read(entry)
-    mine = entry.author_id == _me().id
-    if not mine:
-        audit.record(
-            session=db.session(),
-            actor_id=_me().id,
-            action="read",
-            patient_id=entry.author_id,
-            entry_id=entry.id,
-        )
-        db.session().commit()
-    return body, mine
+@bp.get("/entries/<uuid:entry_id>/log")
+@policy.allow("patient")
+def entry_log(entry_id: uuid.UUID):
+    """What happened to one of the patient's entries: who read, shared, stopped sharing."""
+    entry = policy.get_entry_for(session=db.session(), user=_me(), entry_id=entry_id, need="edit")
+    context = pages.access_log(_me(), entry_id=entry.id)
+    return render("journal/log.html", entry=entry, labels=entry_forms.KIND_LABELS, **context)
 
 
-def sharing_of(entry) -> dict:
-    """Who reads the author's entry (with pending invitees), and whom they may still add:
-    their therapists and supporters, or only the therapists for a questionnaire."""
-    readers = journal.readers_of(session=db.session(), entry=entry)
-    taken = {u.id for u, _ in readers}
-    if policy.may_share_kind_with_supporters(entry.kind):
-        choices = _share_choices()
-    else:
-        choices = _possible_readers()
-    return {
-        "readers": [(u, accounts.name_of(u), pending) for u, pending in readers],
-        "addable": [(u, n) for u, n in choices if u.id not in taken],
-    }
-
-
-def _read(entry) -> dict:
-    try:
-        return journal.read(
-            session=db.session(),
-            entry=entry,
-            reader_id=_me().id,
-            private_key=current_user.private_key(),
-        )
-    except journal.EntryUnreadable:
-        abort(500)
+def _own_body(entry) -> dict:
+    """The patient's own entry, opened to edit it (their own words: no read is recorded)."""
+    return pages.entry_body(web.reader(), entry, None)
 
 
 @bp.route("/entries/<uuid:entry_id>/edit", methods=["GET", "POST"])
 @policy.allow("patient")
 def edit_entry(entry_id: uuid.UUID):
     dbs = db.session()
-    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="edit")
-    if entry.kind not in entry_forms.WRITABLE_KINDS:
-        abort(404)  # a questionnaire is answered again, not edited
+    entry = policy.get_entry_for(
+        session=dbs, user=_me(), entry_id=entry_id, need="edit", kinds=entry_forms.WRITABLE_KINDS
+    )
     if request.method == "GET":
-        body = _read(entry)
+        body = _own_body(entry)
         values = entry_forms.form_values(body) | {
             "base_digest": journal.body_digest(body),
             "session_id": str(entry.session_id or ""),
@@ -286,7 +217,7 @@ def edit_entry(entry_id: uuid.UUID):
             session=dbs,
             entry=entry,
             author=_me(),
-            private_key=current_user.private_key(),
+            private_key=web.reader().private_key,
             body=body,
             base_digest=form_text("base_digest", 100),
             session_id=_session_field(),
@@ -295,15 +226,16 @@ def edit_entry(entry_id: uuid.UUID):
         dbs.rollback()
         context = _form_context(entry.kind, entry=entry, values=request.form, errors=exc.errors)
         return render("journal/edit.html", status=422, **context)
-    except journal.EditConflict as conflict:
+    except journal.EditConflict:
         dbs.rollback()
+        saved = _own_body(entry)
         return render(
             "journal/conflict.html",
             status=409,
             entry=entry,
             mine=request.form,
-            saved=conflict.saved_body,
-            base_digest=journal.body_digest(conflict.saved_body),
+            saved=saved,
+            base_digest=journal.body_digest(saved),
             intention_fields=entry_forms.INTENTION_FIELDS,
         )
     dbs.commit()
@@ -325,17 +257,29 @@ def delete_entry(entry_id: uuid.UUID):
     return see_other("journal.timeline")
 
 
+def _readers_block(entry):
+    """After a share or a revoke: htmx gets the entry's "who can read this" block, a plain
+    form post the entry page."""
+    if request.htmx and not request.htmx.boosted:
+        return render(
+            "journal/entry.html",
+            block="readers",
+            entry=entry,
+            mine=True,
+            labels=entry_forms.KIND_LABELS,
+            **pages.sharing_panel(_me(), entry),
+        )
+    return see_other("journal.show_entry", entry_id=entry.id)
+
+
 @bp.post("/entries/<uuid:entry_id>/share")
 @policy.allow("patient")
 def share_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
-    reader_id = _uuid_field("reader_id")
-    reader = dbs.get(User, reader_id) if reader_id else None
-    if reader is None or not policy.may_share_with(
-        session=dbs, patient=_me(), reader=reader, kind=entry.kind
-    ):
-        abort(404)
+    reader = policy.get_share_reader_for(
+        session=dbs, patient=_me(), reader_id=_uuid_field("reader_id"), kind=entry.kind
+    )
     if reader.role == "support" and request.form.get("confirm") != "1":
         # Family and friends are asked about once, naming them and what they will read; the
         # care team is the clinical relationship the patient joined: one tap.
@@ -348,14 +292,10 @@ def share_entry(entry_id: uuid.UUID):
             labels=entry_forms.KIND_LABELS,
         )
     journal.share(
-        session=dbs,
-        entry=entry,
-        author=_me(),
-        private_key=current_user.private_key(),
-        reader=reader,
+        session=dbs, entry=entry, author=_me(), private_key=web.reader().private_key, reader=reader
     )
     dbs.commit()
-    return see_other("journal.show_entry", entry_id=entry.id)
+    return _readers_block(entry)
 
 
 @bp.post("/entries/<uuid:entry_id>/revoke")
@@ -363,18 +303,16 @@ def share_entry(entry_id: uuid.UUID):
 def revoke_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
-    reader_id = _uuid_field("reader_id")
-    if reader_id is None or reader_id == _me().id:
-        abort(404)
+    reader_id = policy.get_reader_to_revoke_for(patient=_me(), reader_id=_uuid_field("reader_id"))
     journal.revoke(
         session=dbs,
         entry=entry,
         author=_me(),
-        private_key=current_user.private_key(),
+        private_key=web.reader().private_key,
         reader_id=reader_id,
     )
     dbs.commit()
-    return see_other("journal.show_entry", entry_id=entry.id)
+    return _readers_block(entry)
 
 
 # --- sessions the patient adds, and sharing defaults ---------------------------------------------

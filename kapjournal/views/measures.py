@@ -5,26 +5,21 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, redirect, request, url_for
-from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from .. import db, policy
-from ..models import MEASURE_KINDS, Entry, User, utcnow
+from .. import db, pages, policy, web
+from ..models import User
 from ..services import (
     accounts,
-    audit,
     care,
-    chart,
-    course,
     entry_forms,
     instruments,
-    journal,
     measures,
 )
+from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
 from ..services.instruments import INSTRUMENTS, Instrument
-from . import journal as journal_views
-from . import render, see_other, timeline_for, viewer_zone
+from . import render, see_other
 
 bp = Blueprint("measures", __name__)
 
@@ -32,7 +27,7 @@ MODES = ("all", "one")  # all items on one page, or one item per screen
 
 
 def _me() -> User:
-    return current_user.user
+    return web.me()
 
 
 def _instrument(key: str) -> Instrument:
@@ -48,70 +43,12 @@ def _instrument(key: str) -> Instrument:
 @bp.get("/measures")
 @policy.allow("patient")
 def index():
-    dbs = db.session()
+    before = course_pages.Cursor.parse(request.args.get("before"))
     return render(
         "measures/index.html",
-        due=measures.due(session=dbs, patient=_me()),
-        **trends_for(_me()),
+        due=measures.due(session=db.session(), patient=_me()),
+        **pages.trends(web.reader(), _me(), scale=request.args.get("scale"), before=before),
     )
-
-
-def trends_for(patient: User) -> dict:
-    """Charts, tables and plain-words progress of each scale the viewer may read."""
-    dbs = db.session()
-    found = measures.by_instrument(timeline_for(patient, MEASURE_KINDS)[1])
-    if patient.id != current_user.id:
-        _log_reads(patient, [r for rs in found.values() for r in rs if r.body is not None])
-    dbs.commit()
-    markers = [
-        chart.Marker(at=s.scheduled_at, label="Ketamine session")
-        for s in course.sessions_of(session=dbs, patient=patient)
-        if s.kind == "ketamine" and s.status != "cancelled" and s.scheduled_at <= utcnow()
-    ]
-    return {"scales": [_scale(INSTRUMENTS[key], rs, markers) for key, rs in found.items()]}
-
-
-def _log_reads(patient: User, results: list[measures.Result]) -> None:
-    """What a therapist reads is in the patient's access log."""
-    for result in results:
-        audit.record(
-            session=db.session(),
-            actor_id=current_user.id,
-            action="read",
-            patient_id=patient.id,
-            entry_id=result.entry.id,
-        )
-
-
-def _scale(instrument: Instrument, results: list[measures.Result], markers) -> dict:
-    readable = [r for r in results if r.body is not None]
-    drawn = chart.trend_chart(
-        title=f"{instrument.name} scores over time",
-        max_score=instrument.max_score,
-        bands=instrument.bands,
-        points=[chart.Point(at=r.at, score=r.score) for r in readable],
-        markers=markers,
-        zone=viewer_zone(),
-        chart_id=f"chart-{instrument.key}",
-    )
-    return {
-        "instrument": instrument,
-        "chart": drawn,
-        "progress": instruments.progress([r.score for r in readable]),
-        "readable": readable,
-        "unreadable": len(results) - len(readable),
-    }
-
-
-def for_therapist(patient: User) -> dict:
-    """The scales and the open safety flags of a patient, for a therapist's pages. Routine
-    safety checks are marked seen on the way."""
-    dbs = db.session()
-    flags = measures.open_flags(
-        session=dbs, therapist=_me(), patient_ids=[patient.id], private_key=current_user.private_key
-    )
-    dbs.commit()
-    return {"safety_flags": flags.get(patient.id, []), **trends_for(patient)}
 
 
 # --- answering ----------------------------------------------------------------------------------
@@ -217,13 +154,15 @@ def _form(instrument: Instrument, *, mode, values, step, errors=None, status=200
 @policy.allow("patient", "therapist")
 def result(entry_id: uuid.UUID):
     dbs = db.session()
-    entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="read")
-    if entry.kind not in INSTRUMENTS:
-        abort(404)
+    entry, wrapped = policy.get_entry_to_read_for(
+        session=dbs, user=_me(), entry_id=entry_id, need="read", kinds=INSTRUMENTS
+    )
     instrument = INSTRUMENTS[entry.kind]
-    body, mine = journal_views.read_as_viewer(entry)
+    reader = web.reader()
+    body = pages.entry_body(reader, entry, wrapped)
+    mine = entry.author_id == _me().id
     safety = mine and instruments.needs_safety_response(instrument, body["items"])
-    sharing = journal_views.sharing_of(entry) if mine else {}
+    sharing = pages.sharing_panel(_me(), entry) if mine else {}
     return render(
         "measures/result.html",
         entry=entry,
@@ -232,12 +171,12 @@ def result(entry_id: uuid.UUID):
         band=instruments.band(instrument, body["score"]),
         mine=mine,
         safety=safety,
-        plan=safety_plan_of(_me()) if safety else None,
+        plan=pages.safety_plan(reader) if safety else None,
         **sharing,
         has_care_team=mine and bool(care.therapists_of(session=dbs, patient=_me())),
         care_team_reads=any(
-            reader.role == "therapist" and not pending
-            for reader, _, pending in sharing.get("readers", [])
+            person.role == "therapist" and not pending
+            for person, _, pending in sharing.get("readers", [])
         ),
         patient_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
         answer_labels=dict(instruments.ANSWERS),
@@ -247,21 +186,6 @@ def result(entry_id: uuid.UUID):
 
 
 # --- the safety plan ----------------------------------------------------------------------------
-
-
-def safety_plan_of(patient: User) -> tuple[Entry, dict | None] | None:
-    """The patient's newest safety plan and its body (None if it did not open)."""
-    dbs = db.session()
-    entry = measures.safety_plan_entry(session=dbs, patient=patient)
-    if entry is None:
-        return None
-    try:
-        body = journal.read(
-            session=dbs, entry=entry, reader_id=patient.id, private_key=current_user.private_key()
-        )
-    except journal.EntryUnreadable:
-        body = None
-    return entry, body
 
 
 @bp.app_template_global()

@@ -8,18 +8,18 @@ from flask_login import current_user
 
 from .. import db, policy
 from ..extensions import limiter
-from ..login import logged_out
-from ..models import utcnow
-from ..services import accounts, sessions, totp
-from . import form_text, render, see_other
-from .auth import (
+from ..login import (
     NOT_YOUR_PASSWORD,
     limit_password_checks,
     log_in,
+    logged_out,
     login_limits,
     password_ok,
     safe_next,
 )
+from ..models import utcnow
+from ..services import accounts, sessions, totp
+from . import form_text, render, see_other
 
 bp = Blueprint("mfa", __name__, url_prefix="/mfa")
 

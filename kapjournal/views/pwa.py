@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
 from flask_login import current_user
 from sqlalchemy import text
 
 from .. import db, policy
-from ..services import accounts
+from ..services import accounts, crisis
 from . import render
 
 bp = Blueprint("pwa", __name__)
-
-# The default crisis lines (United States). Clinics add their own with KAPJOURNAL_CRISIS_LINES.
-DEFAULT_CRISIS_LINES = [
-    ("988 Suicide & Crisis Lifeline — call", "988", "tel"),
-    ("988 Suicide & Crisis Lifeline — text", "988", "sms"),
-    ("Crisis Text Line — text HOME", "741741", "sms", "HOME"),
-    ("Emergency services", "911", "tel"),
-]
-CRISIS_LINES_REVIEWED = date(2026, 11, 27)
-
-
-def clinic_lines() -> list[tuple[str, str, str]]:
-    """`Label: number` pairs separated by `;` in KAPJOURNAL_CRISIS_LINES."""
-    lines = []
-    for item in current_app.config["CRISIS_LINES"].split(";"):
-        label, _, number = item.rpartition(":")
-        if label.strip() and number.strip():
-            lines.append((label.strip(), number.strip(), "tel"))
-    return lines
 
 
 @bp.get("/")
@@ -47,7 +26,7 @@ def index():
 @bp.get("/help")
 @policy.allow(policy.PUBLIC)
 def help():
-    response = render("pwa/help.html", reviewed=CRISIS_LINES_REVIEWED)
+    response = render("pwa/help.html", reviewed=crisis.CRISIS_LINES_REVIEWED)
     response.headers["Cache-Control"] = "no-cache"
     return response
 

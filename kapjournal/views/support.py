@@ -9,40 +9,20 @@ import segno
 from flask import Blueprint, abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
-from .. import db, policy
+from .. import db, joining, pages, policy, web
 from ..extensions import limiter
+from ..login import login_limits
 from ..models import Entry, User, utcnow
-from ..services import accounts, audit, care, entry_forms, journal, mail, support
+from ..services import accounts, care, crisis, entry_forms, journal, mail, reading, support
+from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
-from . import auth as auth_views
-from . import care as care_views
-from . import form_text, pwa, render, see_other
-from .care import absolute_url
+from . import form_text, render, see_other
 
 bp = Blueprint("support", __name__)
 
 
 def _me() -> User:
-    return current_user.user
-
-
-# --- work that waits for the patient's key (DESIGN §3 flows 5 and 10) ----------------------------
-
-
-@bp.before_app_request
-def finish_waiting_work():
-    """On each request of a logged-in patient: wrap keys for supporters who joined since, and
-    re-encrypt entries a supporter left. Two indexed queries when there is nothing to do."""
-    endpoint = request.endpoint or ""
-    if not endpoint or endpoint == "static" or endpoint.startswith("pwa."):
-        return
-    if not current_user.is_authenticated or current_user.role != "patient":
-        return
-    if current_user.unlocked.device.mfa_pending:  # not until the second factor is given
-        return
-    dbs = db.session()
-    if support.finish_waiting_work(session=dbs, patient=_me(), unlock=current_user.private_key):
-        dbs.commit()
+    return web.me()
 
 
 # --- for templates: the card's parts and the crisis lines ----------------------------------------
@@ -55,19 +35,22 @@ def support_card_fields() -> list[tuple[str, str, str]]:
 
 @bp.app_template_global()
 def crisis_lines() -> dict:
-    return {"clinic": pwa.clinic_lines(), "default": pwa.DEFAULT_CRISIS_LINES}
+    return crisis.all_lines()
 
 
 # --- the patient: "My supporters" ----------------------------------------------------------------
 
 
-def _my_items() -> list[journal.Item]:
-    """The patient's entries, decrypted for this request (to label the choices)."""
-    _, items = journal.timeline(
-        session=db.session(),
-        patient=_me(),
-        viewer_id=_me().id,
-        private_key=current_user.private_key(),
+def _my_items(entries: list[Entry] | None = None) -> list[reading.Item]:
+    """The patient's support card and newest entries (or `entries`), opened for them to label
+    the choices (their own words: no read). Older entries are shared from their own page."""
+    if entries is None:
+        entries = pages.latest_entries(_me())
+        found = support.card_of(session=db.session(), patient=_me())
+        if found is not None and found.id not in {e.id for e in entries}:
+            entries = [found, *entries]
+    items = reading.open_entries(
+        session=db.session(), reader=web.reader(), rows=[(e, True) for e in entries]
     )
     cards = [i for i in items if i.entry.kind == "support_card"]
     return cards + [i for i in items if i.entry.kind != "support_card"]
@@ -118,19 +101,12 @@ def supporters():
 
 def _chosen_entries() -> list[Entry]:
     """The patient's own entries ticked in the form; 404 for any other id."""
-    entries = []
-    for value in dict.fromkeys(request.form.getlist("entry_id")):
-        try:
-            entry_id = uuid.UUID(value)
-        except ValueError:
-            abort(404)
-        entry = policy.get_entry_for(
-            session=db.session(), user=_me(), entry_id=entry_id, need="share"
-        )
-        if not policy.may_share_kind_with_supporters(entry.kind):
-            abort(404)
-        entries.append(entry)
-    return entries
+    return policy.get_entries_to_share_for(
+        session=db.session(),
+        user=_me(),
+        entry_ids=request.form.getlist("entry_id"),
+        with_supporter=True,
+    )
 
 
 @bp.post("/supporters/invite")
@@ -153,7 +129,7 @@ def invite():
 
 def _link_page(invitation, token: str, *, email: str = ""):
     """The invitation link, shown once: copy, share (Web Share), QR code, and email."""
-    link = absolute_url(url_for("support.join", token=token))
+    link = web.absolute_url(url_for("support.join", token=token))
     label = care.label_of(invitation)
     emailed = None
     if email and mail.enabled():
@@ -227,16 +203,22 @@ def card():
 
 
 def _supporter_page(supporter: User, *, errors=None, status=200):
+    """What the patient shares with one supporter (a page at a time, newest first) and their
+    newest entries to add."""
     dbs = db.session()
-    items = {i.entry.id: i for i in _my_items()}
-    granted = support.granted(session=dbs, patient=_me(), supporter=supporter)
-    shared_ids = {entry.id for entry, _ in granted}
+    before = course_pages.Cursor.parse(request.args.get("before"))
+    rows, earlier = course_pages.entries_page(
+        session=dbs, patient_id=_me().id, reader_id=supporter.id, before=before
+    )
+    granted = {item.entry.id: item for item in _my_items([row.entry for row in rows])}
+    shared_ids = set(support.granted_ids(session=dbs, patient=_me(), supporter=supporter))
     return render(
         "support/supporter.html",
         supporter=supporter,
         name=accounts.name_of(supporter),
-        granted=[(items.get(entry.id), entry, pending) for entry, pending in granted],
-        addable=[i for i in items.values() if i.entry.id not in shared_ids],
+        granted=[(granted.get(row.entry.id), row.entry, not row.live) for row in rows],
+        earlier=earlier,
+        addable=[i for i in _my_items() if i.entry.id not in shared_ids],
         labels=entry_forms.KIND_LABELS,
         errors=errors or {},
         status=status,
@@ -265,7 +247,7 @@ def share(supporter_id: uuid.UUID):
     support.share(
         session=dbs,
         patient=_me(),
-        private_key=current_user.private_key(),
+        private_key=web.reader().private_key,
         supporter=reader,
         entries=entries,
     )
@@ -285,7 +267,7 @@ def revoke(supporter_id: uuid.UUID):
         session=dbs,
         entry=entries[0],
         author=_me(),
-        private_key=current_user.private_key(),
+        private_key=web.reader().private_key,
         reader_id=reader.id,
     )
     dbs.commit()
@@ -299,7 +281,7 @@ def remove(supporter_id: uuid.UUID):
     support.remove(
         session=dbs,
         patient=_me(),
-        private_key=current_user.private_key(),
+        private_key=web.reader().private_key,
         supporter=_my_supporter(supporter_id),
     )
     dbs.commit()
@@ -311,7 +293,7 @@ def remove(supporter_id: uuid.UUID):
 
 @bp.route("/invite/support/<token>", methods=["GET", "POST"])
 @policy.allow(policy.PUBLIC)
-@limiter.limit(auth_views.login_limits, methods=["POST"])
+@limiter.limit(login_limits, methods=["POST"])
 def join(token: str):
     """Register from the link, or accept it with the support account one is logged in to.
     A forged, used or expired link gets a calm page that names no one."""
@@ -319,14 +301,14 @@ def join(token: str):
     try:
         invitation = support.find_usable(session=dbs, token=token)
     except care.InvitationError as exc:
-        return care_views.invalid_link(exc.problem, support.KIND)
+        return joining.invalid_link(exc.problem, support.KIND)
     patient_name = accounts.name_of(dbs.get(User, invitation.inviter_id))
     if current_user.is_authenticated:
         return _join_as_logged_in(invitation, patient_name)
     context = {"token": token, "patient_name": patient_name}
     if request.method == "GET":
         return render("support/join.html", form={}, errors={}, **context)
-    return care_views.register_from_link(invitation, "support/join.html", context)
+    return joining.register_from_link(invitation, "support/join.html", context)
 
 
 def _join_as_logged_in(invitation, patient_name: str):
@@ -340,7 +322,7 @@ def _join_as_logged_in(invitation, patient_name: str):
         support.accept(session=dbs, invitation=invitation, supporter=_me())
     except care.InvitationError as exc:  # another request used the link first
         dbs.rollback()
-        return care_views.invalid_link(exc.problem, support.KIND)
+        return joining.invalid_link(exc.problem, support.KIND)
     dbs.commit()
     return see_other("support.patient", patient_id=invitation.inviter_id)
 
@@ -351,31 +333,36 @@ def _join_as_logged_in(invitation, patient_name: str):
 @bp.get("/supporting/<uuid:patient_id>")
 @policy.allow("support")
 def patient(patient_id: uuid.UUID):
+    """What one patient shares with the supporter: their support card in full on the first
+    page (opened, so a read in the patient's access log), then the other entries, a page at a
+    time, as links (each is read, and logged, when opened)."""
     dbs = db.session()
     found = policy.get_supported_patient_for(session=dbs, user=_me(), patient_id=patient_id)
-    granted = support.granted(session=dbs, patient=found, supporter=_me())
-    readable = [entry for entry, pending in granted if not pending]
-    card_entries = [entry for entry in readable if entry.kind == "support_card"]
-    key = current_user.private_key() if card_entries else None
+    before = course_pages.Cursor.parse(request.args.get("before"))
+    rows, earlier = course_pages.entries_page(
+        session=dbs, patient_id=found.id, reader_id=_me().id, before=before
+    )
     cards = []
-    for entry in card_entries:  # shown in full, so read: in the patient's access log
-        try:
-            body = journal.read(session=dbs, entry=entry, reader_id=_me().id, private_key=key)
-        except journal.EntryUnreadable:
-            cards.append((entry, None))
-            continue
-        cards.append((entry, body))
-        audit.record(
-            session=dbs, actor_id=_me().id, action="read", patient_id=found.id, entry_id=entry.id
-        )
-    dbs.commit()
+    card = support.card_of(session=dbs, patient=found) if before is None else None
+    if card is not None:
+        wrapped = journal.grant_of(session=dbs, entry_id=card.id, reader_id=_me().id)
+        if wrapped is not None and wrapped.wrapped_key is not None:
+            try:
+                body = reading.open_entry(
+                    session=dbs, reader=web.reader(), entry=card, wrapped=wrapped.wrapped_key
+                )
+            except journal.EntryUnreadable:
+                body = None
+            cards.append((card, body))
     return render(
         "support/patient.html",
+        block="page" if before is not None else None,
         patient=found,
         name=accounts.name_of(found),
         cards=cards,
-        entries=[e for e in readable if e.kind != "support_card"],
-        waiting=len(granted) - len(readable),
+        entries=[row.entry for row in rows if row.live and row.entry.kind != "support_card"],
+        waiting=sum(1 for row in rows if not row.live),
+        earlier=earlier,
         labels=entry_forms.KIND_LABELS,
     )
 

@@ -1,50 +1,31 @@
-"""The therapist's workspace (notes on shared entries, "bring to session" flags, the
-integration session view, practices, leaving a care team) and the patient's side of it
-(replying to a shared note, ticking a practice, taking a therapist off their care team)."""
+"""The therapist's notes on shared entries and "bring to session" flags, leaving a care team,
+and the patient's side of it (replying to a shared note, taking a therapist off their care
+team). The integration session itself is views/integration.py."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
 
-from flask import Blueprint, abort, redirect, request, url_for
-from flask_login import current_user
+from flask import Blueprint, redirect, request, url_for
 
-from .. import db, policy
+from .. import db, pages, policy, web
+from ..login import safe_next
 from ..models import Annotation, User
-from ..services import (
-    accounts,
-    annotations,
-    audit,
-    care,
-    course,
-    entry_forms,
-    journal,
-    practices,
-    workspace,
-)
+from ..services import accounts, annotations, care, entry_forms, journal, reading, workspace
 from ..services.accounts import ValidationError
-from . import form_text, in_viewer_zone, render, see_other, viewer_zone
-from . import measures as measures_views
-from .auth import safe_next
+from . import form_text, render, see_other
 
 bp = Blueprint("workspace", __name__)
 
 
 def _me() -> User:
-    return current_user.user
+    return web.me()
 
 
 def _back(default: str):
     """303 to the page a form came from (its `next` field, if a path on this site), or to
     `default`."""
     return redirect(safe_next(form_text("next", 500), default), code=303)
-
-
-def _today_start() -> datetime:
-    """Midnight today in the viewer's zone: items talked through since then stay on the
-    agenda, ticked."""
-    return datetime.combine(datetime.now(viewer_zone()).date(), time(), tzinfo=viewer_zone())
 
 
 def _flag(name: str) -> bool:
@@ -65,19 +46,17 @@ def _next_path() -> str:
 # --- notes on an entry (therapist) -----------------------------------------------------------
 
 
-def _notes_page(entry, *, errors=None, form=None, open_p=None, status=200):
+def _notes_page(entry, wrapped=None, *, errors=None, form=None, open_p=None, status=200):
+    """The therapist's reading page of a shared entry: its paragraphs with the notes beside
+    them (reading it is in the patient's access log, once a day)."""
     dbs = db.session()
-    private_key = current_user.private_key()
-    try:
-        body = journal.read(session=dbs, entry=entry, reader_id=_me().id, private_key=private_key)
-    except journal.EntryUnreadable:
-        abort(500)
+    reader = web.reader()
+    body = pages.entry_body(reader, entry, wrapped)
     paragraphs = annotations.paragraphs_of(entry.kind, body)
-    notes = annotations.for_entry(session=dbs, entry=entry, reader=_me(), private_key=private_key)
-    audit.record(
-        session=dbs, actor_id=_me().id, action="read", patient_id=entry.author_id, entry_id=entry.id
+    notes = annotations.for_entry(
+        session=dbs, entry=entry, reader=_me(), private_key=reader.private_key
     )
-    dbs.commit()
+    dbs.commit()  # an old note's quote may have moved under the entry's key
     patient = dbs.get(User, entry.author_id)
     return render(
         "workspace/notes.html",
@@ -87,7 +66,7 @@ def _notes_page(entry, *, errors=None, form=None, open_p=None, status=200):
         placement=annotations.place(notes, paragraphs),
         patient=patient,
         patient_name=accounts.name_of(patient),
-        authors=_authors(notes),
+        authors=pages.authors_of(notes),
         flag=workspace.flag_of(session=dbs, entry=entry, therapist=_me()),
         labels=entry_forms.KIND_LABELS,
         moods=dict(entry_forms.MOODS),
@@ -99,18 +78,13 @@ def _notes_page(entry, *, errors=None, form=None, open_p=None, status=200):
     )
 
 
-def _authors(notes) -> dict:
-    ids = {n.annotation.author_id for n in notes}
-    return accounts.names_of(session=db.session(), user_ids=ids)
-
-
 @bp.get("/entries/<uuid:entry_id>/notes")
 @policy.allow("therapist")
 def notes_page(entry_id: uuid.UUID):
-    entry = policy.get_entry_for(
+    entry, wrapped = policy.get_entry_to_read_for(
         session=db.session(), user=_me(), entry_id=entry_id, need="annotate"
     )
-    return _notes_page(entry)
+    return _notes_page(entry, wrapped)
 
 
 @bp.post("/entries/<uuid:entry_id>/notes")
@@ -118,11 +92,11 @@ def notes_page(entry_id: uuid.UUID):
 def annotate(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="annotate")
-    private_key = current_user.private_key()
-    try:
-        body = journal.read(session=dbs, entry=entry, reader_id=_me().id, private_key=private_key)
+    reader = web.reader()
+    try:  # to find the passage the note is about: nothing of it is shown by this answer
+        body = reading.open_entry(session=dbs, reader=reader, entry=entry, shown=False)
     except journal.EntryUnreadable:
-        abort(500)
+        return _notes_page(entry)  # the 500 page, as for reading it
     try:
         index = int(request.form.get("paragraph", ""))
     except ValueError:
@@ -146,7 +120,7 @@ def annotate(entry_id: uuid.UUID):
             entry=entry,
             paragraph=paragraph,
             bring_to_session=_flag("bring_to_session"),
-            private_key=private_key,
+            private_key=reader.private_key,
         )
     except ValidationError as exc:
         dbs.rollback()
@@ -185,7 +159,7 @@ def flag_entry(entry_id: uuid.UUID):
 def _note_home(note: Annotation) -> str:
     if note.entry_id is not None:
         return url_for("workspace.notes_page", entry_id=note.entry_id, _anchor=f"n-{note.id}")
-    return url_for("workspace.session_view", patient_id=note.patient_id, _anchor="notes")
+    return url_for("integration.session_view", patient_id=note.patient_id, _anchor="notes")
 
 
 def _get_note(note_id: uuid.UUID, need: str) -> Annotation:
@@ -199,7 +173,7 @@ def _get_note(note_id: uuid.UUID, need: str) -> Annotation:
 def edit_note(note_id: uuid.UUID):
     dbs = db.session()
     note = _get_note(note_id, "edit")
-    private_key = current_user.private_key()
+    private_key = web.reader().private_key
     if request.method == "GET":
         opened = annotations.open_one(
             session=dbs, note=note, reader_id=_me().id, private_key=private_key
@@ -288,7 +262,7 @@ def reply(note_id: uuid.UUID):
         if note.entry_id
         else url_for("journal.timeline", _anchor=f"n-{note.id}")
     )
-    private_key = current_user.private_key()
+    private_key = web.reader().private_key
     try:
         annotations.reply(
             session=dbs,
@@ -320,219 +294,6 @@ def reply(note_id: uuid.UUID):
     return redirect(back, code=303)
 
 
-# --- the integration session ----------------------------------------------------------------
-
-
-def _session_page(patient, *, errors=None, form=None, status=200):
-    dbs = db.session()
-    private_key = current_user.private_key()
-    since = _today_start()
-    items = workspace.agenda(
-        session=dbs, therapist=_me(), patient=patient, private_key=private_key, since=since
-    )
-    notes = workspace.session_notes(
-        session=dbs, therapist=_me(), patient=patient, private_key=private_key, since=since
-    )
-    current = practices.for_reader(
-        session=dbs, patient=patient, reader=_me(), private_key=private_key
-    )
-    if notes or current or any(i.kind == "note" for i in items):
-        audit.record(session=dbs, actor_id=_me().id, action="read_notes", patient_id=patient.id)
-    dbs.commit()
-    one = request.args.get("view") == "one"
-    try:
-        position = min(max(int(request.args.get("item", "1")), 1), max(len(items), 1))
-    except ValueError:
-        position = 1
-    all_notes = notes + [n for i in items if i.placement for n in _placed(i.placement)]
-    all_notes += [i.note for i in items if i.note]
-    return render(
-        "workspace/session.html",
-        patient=patient,
-        name=accounts.name_of(patient),
-        items=items,
-        one=one,
-        position=position,
-        shown=[items[position - 1]] if one and items else items,
-        notes=notes,
-        practices=current,
-        treatment_session=workspace.current_integration(session=dbs, patient=patient),
-        authors=_authors(all_notes),
-        labels=entry_forms.KIND_LABELS,
-        session_labels=course.KIND_LABELS,
-        moods=dict(entry_forms.MOODS),
-        today=datetime.now(viewer_zone()).date(),
-        errors=errors or {},
-        form=form or {},
-        **measures_views.for_therapist(patient),
-        status=status,
-    )
-
-
-def _placed(placement) -> list:
-    found = [n for notes in placement.by_paragraph.values() for n in notes]
-    return found + placement.changed
-
-
-def _patient(patient_id: uuid.UUID) -> User:
-    return policy.get_patient_for(session=db.session(), user=_me(), patient_id=patient_id)
-
-
-@bp.get("/patients/<uuid:patient_id>/session")
-@policy.allow("therapist")
-def session_view(patient_id: uuid.UUID):
-    return _session_page(_patient(patient_id))
-
-
-@bp.post("/patients/<uuid:patient_id>/session/discussed")
-@policy.allow("therapist")
-def discussed(patient_id: uuid.UUID):
-    dbs = db.session()
-    patient = _patient(patient_id)
-    try:
-        item_id = uuid.UUID(form_text("id", 60))
-    except ValueError:
-        abort(404)
-    done = _flag("discussed")
-    entry = None
-    if form_text("kind", 10) == "entry":
-        entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=item_id, need="annotate")
-        flag = workspace.flag_of(session=dbs, entry=entry, therapist=_me())
-        if flag is None or entry.author_id != patient.id:
-            abort(404)
-        workspace.set_entry_discussed(session=dbs, flag=flag, by=_me(), discussed=done)
-        item = workspace.AgendaItem(kind="entry", id=entry.id, discussed_at=flag.discussed_at)
-    else:
-        note = _get_note(item_id, "mark")
-        if note.patient_id != patient.id:
-            abort(404)
-        annotations.set_discussed(session=dbs, note=note, by=_me(), discussed=done)
-        item = workspace.AgendaItem(kind="note", id=note.id, discussed_at=note.discussed_at)
-    dbs.commit()
-    if not _in_place():
-        return _back(url_for("workspace.session_view", patient_id=patient.id))
-    item.entry = entry
-    progress = workspace.agenda_progress(
-        session=dbs, therapist=_me(), patient=patient, since=_today_start()
-    )
-    return render(
-        "workspace/_agenda_item.html",
-        block="discussed",
-        item=item,
-        patient=patient,
-        back=_next_path(),
-        progress=progress,
-    )
-
-
-@bp.post("/patients/<uuid:patient_id>/session/notes")
-@policy.allow("therapist")
-def session_note(patient_id: uuid.UUID):
-    dbs = db.session()
-    patient = _patient(patient_id)
-    current = workspace.current_integration(session=dbs, patient=patient)
-    try:
-        annotations.create(
-            session=dbs,
-            patient=patient,
-            author=_me(),
-            note=form_text("note", 20_000),
-            visibility=form_text("visibility", 20),
-            treatment_session_id=current.id if current else None,
-        )
-    except ValidationError as exc:
-        dbs.rollback()
-        return _session_page(patient, errors=exc.errors, form=request.form, status=422)
-    dbs.commit()
-    return see_other("workspace.session_view", patient_id=patient.id, _anchor="notes")
-
-
-@bp.post("/patients/<uuid:patient_id>/session/done")
-@policy.allow("therapist")
-def finish_session(patient_id: uuid.UUID):
-    dbs = db.session()
-    patient = _patient(patient_id)
-    current = workspace.current_integration(session=dbs, patient=patient)
-    if current is not None:
-        course.set_status(session=dbs, treatment_session=current, status="done")
-        dbs.commit()
-    return see_other("patients.show", patient_id=patient.id)
-
-
-# --- practices ------------------------------------------------------------------------------
-
-
-@bp.post("/patients/<uuid:patient_id>/practices")
-@policy.allow("therapist")
-def add_practice(patient_id: uuid.UUID):
-    dbs = db.session()
-    patient = _patient(patient_id)
-    current = workspace.current_integration(session=dbs, patient=patient)
-    try:
-        practices.create(
-            session=dbs,
-            patient=patient,
-            therapist=_me(),
-            body=practices.parse(request.form),
-            treatment_session_id=current.id if current else None,
-        )
-    except ValidationError as exc:
-        dbs.rollback()
-        errors = {f"practice-{name}": message for name, message in exc.errors.items()}
-        return _session_page(patient, errors=errors, form=request.form, status=422)
-    dbs.commit()
-    return see_other("workspace.session_view", patient_id=patient.id, _anchor="practices")
-
-
-@bp.post("/practices/<uuid:practice_id>/end")
-@policy.allow("therapist")
-def end_practice(practice_id: uuid.UUID):
-    dbs = db.session()
-    practice = policy.get_practice_for(
-        session=dbs, user=_me(), practice_id=practice_id, need="edit"
-    )
-    practices.end(session=dbs, practice=practice, by=_me())
-    dbs.commit()
-    return _back(url_for("patients.show", patient_id=practice.patient_id))
-
-
-def _tickable_days(practice) -> list[date]:
-    """The days the patient may tick this practice, in their zone, newest first."""
-    return practices.tickable_days(
-        datetime.now(viewer_zone()).date(), started=in_viewer_zone(practice.created_at).date()
-    )
-
-
-@bp.post("/practices/<uuid:practice_id>/tick")
-@policy.allow("patient")
-def tick(practice_id: uuid.UUID):
-    dbs = db.session()
-    practice = policy.get_practice_for(
-        session=dbs, user=_me(), practice_id=practice_id, need="tick"
-    )
-    try:
-        day = date.fromisoformat(form_text("day", 20))
-    except ValueError:
-        day = None
-    tickable = _tickable_days(practice)
-    if day in tickable and practice.ended_at is None:
-        if _flag("done"):
-            practices.tick(session=dbs, practice=practice, day=day)
-        else:
-            practices.untick(session=dbs, practice=practice, day=day)
-        dbs.commit()
-    if not _in_place():
-        return _back(url_for("journal.timeline", _anchor=f"practice-{practice.id}"))
-    days = practices.days_of(session=dbs, practice=practice)
-    return render(
-        "workspace/_practice.html",
-        block="practice_ticks",
-        p=practices.Opened(practice=practice, body=None, days=days),
-        today=tickable[0],
-        tick_days={practice.id: tickable},
-    )
-
-
 # --- leaving a care team --------------------------------------------------------------------
 
 
@@ -540,7 +301,7 @@ def tick(practice_id: uuid.UUID):
 @policy.allow("therapist")
 def leave_patient(patient_id: uuid.UUID):
     dbs = db.session()
-    patient = _patient(patient_id)
+    patient = policy.get_patient_for(session=dbs, user=_me(), patient_id=patient_id)
     if request.method == "GET":
         return render(
             "workspace/leave.html", patient=patient, name=accounts.name_of(patient), mine=False
@@ -562,56 +323,7 @@ def remove_therapist(therapist_id: uuid.UUID):
             "workspace/leave.html", therapist=therapist, name=accounts.name_of(therapist), mine=True
         )
     care.remove_from_care_team(
-        session=dbs, patient=_me(), therapist=therapist, private_key=current_user.private_key()
+        session=dbs, patient=_me(), therapist=therapist, private_key=web.reader().private_key
     )
     dbs.commit()
     return see_other("journal.timeline")
-
-
-# --- for the patient's own pages (views.journal) ---------------------------------------------
-
-
-def patient_home(items) -> dict:
-    """What the patient's home adds from their sessions: practices to tick, the session notes
-    their therapist shared, and how many notes each entry has. Constant queries; the private
-    key is unlocked only if there is something to open."""
-    dbs = db.session()
-    me = _me()
-    today = datetime.now(viewer_zone()).date()
-    found = practices.for_reader(
-        session=dbs, patient=me, reader=me, private_key=current_user.private_key
-    )
-    notes = workspace.shared_session_notes(
-        session=dbs, patient=me, private_key=current_user.private_key
-    )
-    return {
-        "practices": found,
-        "shared_notes": notes,
-        "today": today,
-        "tick_days": {p.id: _tickable_days(p.practice) for p in found},
-        "authors": _authors(notes),
-        "note_counts": annotations.counts_by_entry(
-            session=dbs, entry_ids=[i.entry.id for i in items], reader_id=me.id
-        ),
-    }
-
-
-def patient_entry_notes(entry, body: dict) -> dict:
-    """The shared notes on the patient's own entry, placed beside their paragraphs (never a
-    private note: the patient holds no key to those, and `open_all` filters them too)."""
-    me = _me()
-    if me.role != "patient" or entry.author_id != me.id:
-        return {"notes": []}
-    notes = annotations.for_entry(
-        session=db.session(), entry=entry, reader=me, private_key=current_user.private_key
-    )
-    if not notes:
-        return {"notes": []}
-    paragraphs = annotations.paragraphs_of(entry.kind, body)
-    return {
-        "notes": notes,
-        "paragraphs": paragraphs,
-        "placement": annotations.place(notes, paragraphs),
-        "authors": _authors(notes),
-        "patient_name": current_user.name,
-    }

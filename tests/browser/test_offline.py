@@ -19,7 +19,7 @@ from conftest import PASSWORD, make_user
 from sqlmodel import Session, select
 
 from kapjournal import db
-from kapjournal.models import DeviceSession, utcnow
+from kapjournal.models import DeviceSession, Entry, utcnow
 from kapjournal.services import accounts, journal
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, Recorder
@@ -111,10 +111,12 @@ def texts_on_server(app, patient) -> list[str]:
         user, private_key = accounts.authenticate(
             session=dbs, email=patient.email, password=PASSWORD
         )
-        _, items = journal.timeline(
-            session=dbs, patient=user, viewer_id=user.id, private_key=private_key
-        )
-        return sorted(item.body.get("text", "") for item in items)
+        entries = dbs.exec(select(Entry).where(Entry.author_id == user.id)).all()
+        bodies = [
+            journal.read(session=dbs, entry=entry, reader_id=user.id, private_key=private_key)
+            for entry in entries
+        ]
+        return sorted(body.get("text", "") for body in bodies)
 
 
 def wait_for_texts(app, patient, expected: list[str]) -> None:

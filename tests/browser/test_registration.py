@@ -143,13 +143,14 @@ def test_invited_patient_registers_on_a_phone_and_logs_out_and_in(
     register_with_one_mistake(page, link, therapist)
     save_recovery_code(page)
 
-    # Home is the patient's journal: it greets them and names their care team.
+    # Home is the patient's journal: it greets them; their account names their care team.
     expect(heading(page)).to_have_text("Your journal")
     expect(page.get_by_text("Hello, Pat Quinn")).to_be_visible()
-    care_team = page.get_by_role("region", name="Your care team")
-    expect(care_team.get_by_role("listitem")).to_have_text([therapist.name])
     assert_fits_the_screen(page)
     screenshot(page, "home")
+    nav(page).get_by_role("link", name="Account").click()
+    care_team = page.get_by_role("region", name="Your care team")
+    expect(care_team.get_by_role("listitem")).to_contain_text([therapist.name])
 
     log_out(page)
     page.go_back()  # the account page is asked for again, and refused
