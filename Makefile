@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# `make test` runs the suite in this many pytest-xdist processes (each with its own database,
+# servers and Chromium); PYTEST_WORKERS=0 runs it serially in one process. More pytest options
+# go in PYTEST_ARGS, e.g. `make test PYTEST_WORKERS=0 PYTEST_ARGS="-x tests/test_auth.py"`.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test lint format serve demo clean
 
@@ -22,11 +26,11 @@ run: $(BIN)/activate
 	$(BIN)/flask --app app db upgrade
 	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
 
-## Install everything, then lint and run the whole suite.
+## Install everything, then lint and run the whole suite (in PYTEST_WORKERS processes).
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

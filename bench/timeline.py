@@ -1,19 +1,25 @@
-"""Timeline with encrypted ~2 KB entries vs the same page rendered from plaintext bodies."""
+"""The first page of the timeline (20 encrypted ~2 KB entries) vs the same page rendered from
+plaintext bodies, for journals of 20 and 200 entries (DESIGN §9: ≥ 0.90 and ≥ 0.85).
+
+The baseline is the same view, queries and template: only the opening of the page's entries
+(services.reading.open_entries: key cache, wrapped keys, AES-GCM, JSON) is replaced, for the
+baseline's requests, by bodies held in memory. What differs is what encryption costs.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 
 from _common import PASSWORD, login, make_app
 from flask import Blueprint
 from sqlmodel import Session
 
-from kapjournal import db, policy
-from kapjournal.services import accounts, course, journal
-from kapjournal.views import journal as journal_views
+from kapjournal import db, pages, policy
+from kapjournal.services import accounts, journal, reading, timeline
 
-ROUNDS = 40
+ROUNDS = 60
 
 
 def seed(app, count: int) -> dict:
@@ -47,32 +53,29 @@ def seed(app, count: int) -> dict:
     return bodies
 
 
+@contextmanager
+def plaintext_opening(bodies: dict):
+    """For the baseline's request: the page's entries come from memory, not decrypted."""
+    real = reading.open_entries
+
+    def from_memory(*, session, reader, rows):
+        return [reading.Item(entry=row[0], body=bodies[row[0].id]) for row in rows]
+
+    timeline.reading.open_entries = from_memory
+    try:
+        yield
+    finally:
+        timeline.reading.open_entries = real
+
+
 def add_plaintext_route(app, bodies: dict) -> None:
-    """The same view, queries and template, fed from plaintext held in memory: no grant join,
-    no key unwrap, no decryption. What differs from /journal is what encryption costs."""
     bp = Blueprint("bench", __name__)
 
     @bp.get("/bench/plain")
     @policy.allow("patient")
     def plain():
-        from flask_login import current_user
-        from sqlmodel import col, select
-
-        from kapjournal.models import Entry
-
-        dbs = db.session()
-        sessions = course.sessions_of(session=dbs, patient=current_user.user)
-        entries = dbs.exec(
-            select(Entry)
-            .where(Entry.author_id == current_user.id)
-            .order_by(col(Entry.created_at).desc())
-        ).all()
-        counts = journal.reader_counts(dbs, [e.id for e in entries])
-        items = [
-            journal.Item(entry=e, body=bodies[e.id], reader_count=counts.get(e.id, 1))
-            for e in entries
-        ]
-        return journal_views.timeline_page(journal.group_by_session(sessions, items), items)
+        with plaintext_opening(bodies):
+            return pages.journal_home()
 
     app.register_blueprint(bp)
 
@@ -93,12 +96,16 @@ def main() -> None:
         add_plaintext_route(app, bodies)
         client = app.test_client()
         login(client, f"p{count}@bench.invalid")
-        encrypted, plain = rate(client, "/journal"), rate(client, "/bench/plain")
+        rates = {"encrypted": [], "plaintext": []}
+        for _ in range(3):  # in turns, so that a noisy moment hits both
+            rates["encrypted"].append(rate(client, "/journal"))
+            rates["plaintext"].append(rate(client, "/bench/plain"))
+        encrypted, plain = (sum(v) / len(v) for v in rates.values())
         ratio = encrypted / plain
         verdict = "ok" if ratio >= budget else "OVER BUDGET"
         print(
-            f"timeline {count:>3} entries: encrypted {encrypted:7.1f} req/s, plaintext "
-            f"{plain:7.1f} req/s, ratio {ratio:.2f} (budget >= {budget}) {verdict}"
+            f"timeline, {count:>3} entries (first page of 20): encrypted {encrypted:7.1f} req/s, "
+            f"plaintext {plain:7.1f} req/s, ratio {ratio:.2f} (budget >= {budget}) {verdict}"
         )
 
 

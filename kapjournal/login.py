@@ -4,10 +4,8 @@ checks a password, and the one check of every `next` a page follows (`safe_next`
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from functools import cached_property
-from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, current_app, g, redirect, request, session, url_for
 from flask_login import UserMixin, current_user
@@ -16,7 +14,7 @@ from flask_login.utils import make_next_param
 from . import db
 from .extensions import limiter, login_manager
 from .services import accounts, sessions
-from .views import form_text, render
+from .views import form_text, on_this_site, render, safe_next  # noqa: F401  (re-exported)
 
 
 class Viewer(UserMixin):
@@ -218,36 +216,6 @@ def _device_label() -> str:
     browser = next((name for mark, name in _BROWSERS if mark in agent), "A browser")
     platform = next((name for mark, name in _PLATFORMS if mark in agent), "")
     return f"{browser} on {platform}" if platform else browser
-
-
-def safe_next(value: str | None, default: str | None = None) -> str:
-    """`value` if it is a path on this site (see `on_this_site`), else `default` (the home
-    page). Every `next` or `back` value the app follows goes through here."""
-    return value if on_this_site(value) else (default or url_for("home.index"))
-
-
-def on_this_site(value: str | None) -> bool:
-    """Whether `value` is a path on this site (query and fragment allowed). Refused: a control
-    character or white space anywhere, also once percent-decoded (browsers drop tabs and
-    newlines, so slash-tab-slash-host would become //host); a scheme or a host, after reading
-    backslashes as slashes as browsers do; anything not starting with exactly one slash."""
-    if not value or not _a_path_here(value, spaces=False):
-        return False
-    return _a_path_here(unquote(value), spaces=True)  # what a second decoding would make
-
-
-def _a_path_here(value: str, *, spaces: bool) -> bool:
-    for ch in value:
-        if unicodedata.category(ch)[0] == "C" or (ch.isspace() and not (spaces and ch == " ")):
-            return False
-    candidate = value.replace("\\", "/")
-    try:
-        parts = urlsplit(candidate)
-    except ValueError:
-        return False
-    if parts.scheme or parts.netloc:
-        return False
-    return candidate.startswith("/") and not candidate.startswith("//")
 
 
 def recovery_page(code: str, status: int = 200, errors: dict | None = None):

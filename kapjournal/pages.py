@@ -171,12 +171,8 @@ def share_choices(patient: User, kind: str | None = None) -> list[tuple[User, st
 
 def sharing_panel(patient: User, entry: Entry) -> dict:
     """Who reads the author's entry (pending ones marked), and whom they may still add."""
-    readers = journal.readers_of(session=db.session(), entry=entry)
-    taken = {user.id for user, _ in readers}
-    return {
-        "readers": [(user, accounts.name_of(user), pending) for user, pending in readers],
-        "addable": [(u, n) for u, n in share_choices(patient, entry.kind) if u.id not in taken],
-    }
+    readers, addable = sharing.people_around(session=db.session(), patient=patient, entry=entry)
+    return {"readers": readers, "addable": addable}
 
 
 # --- questionnaires ------------------------------------------------------------------------------

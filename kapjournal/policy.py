@@ -115,13 +115,20 @@ def get_push_subscription_for(
 
 
 def get_invitation_for(
-    *, session: Session, user, invitation_id: uuid.UUID, kind: str | None = None
+    *,
+    session: Session,
+    user,
+    invitation_id: uuid.UUID,
+    kind: str | None = None,
+    unused: bool = False,
 ) -> Invitation:
-    """An invitation (of `kind`, if given), for the person who made it."""
+    """An invitation (of `kind`, and not used yet with `unused`), for the person who made it."""
     invitation = session.get(Invitation, invitation_id)
     if invitation is None or invitation.inviter_id != user.id:
         abort(404)
     if kind is not None and invitation.kind != kind:
+        abort(404)
+    if unused and invitation.used_at is not None:
         abort(404)
     return invitation
 

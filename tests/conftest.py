@@ -24,10 +24,17 @@ from kapjournal import create_app, crypto, db
 from kapjournal.models import User
 from kapjournal.services import accounts, care, support, totp
 
+# A live server checks for shutdown this often: the default (0.5 s) made every test with a
+# server wait that long in its teardown.
+SERVE_FOREVER = {"poll_interval": 0.05}
+
 # Tests may lower the Argon2id cost (DESIGN §10); test_crypto asserts the production values.
 TEST_KDF = crypto.KdfParams(memory_kib=1024, iterations=1, lanes=1)
 TEST_KEK = base64.urlsafe_b64encode(b"t" * 32).decode()
 PASSWORD = "correct horse battery staple"
+# Rate-limit counters of this process's apps start with this, so runs (and pytest-xdist
+# workers) sharing one Redis never count each other's attempts or clear each other's.
+RATE_LIMIT_PREFIX = f"kjtest-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +86,7 @@ def app_config(database, **overrides) -> dict:
         "LOGIN_LIMITS": "1000 per minute",
         "SMTP_HOST": None,
         "REDIS_URL": None,
+        "RATELIMIT_KEY_PREFIX": RATE_LIMIT_PREFIX,
         "CRISIS_LINES": "",
     }
     config.update(overrides)
@@ -87,8 +95,10 @@ def app_config(database, **overrides) -> dict:
 
 @pytest.fixture
 def make_app(database):
-    """Build an app on the test database with extra settings; tables start empty."""
+    """Build an app on the test database with extra settings; tables start empty, and so
+    does the list of two-step personas (an earlier test's must not steer this one's login)."""
     _empty_tables(database["engine"])
+    TWO_STEP.clear()
 
     def build(**overrides):
         return create_app(app_config(database, **overrides))
@@ -312,7 +322,9 @@ def as_therapist(app, therapist):
 def serving(app):
     """`http://127.0.0.1:PORT` serving `app` from a threaded server (one thread per request)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs=SERVE_FOREVER, name="test-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -14,7 +14,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from conftest import PASSWORD, csrf_token, login, make_user, post
+from conftest import PASSWORD, RATE_LIMIT_PREFIX, csrf_token, login, make_user, post
 from sqlmodel import Session, select
 
 from kapjournal import crypto, db
@@ -344,21 +344,28 @@ def test_login_limit_counters_live_in_redis_when_configured(make_app):
     import redis
 
     store = redis.Redis.from_url(url)
-    store.flushdb()
+    # Only this run's counters: other runs and pytest-xdist workers may share this Redis.
+    ours = f"*{RATE_LIMIT_PREFIX}*"
+
+    def forget_ours() -> None:
+        for key in store.scan_iter(ours):
+            store.delete(key)
+
+    forget_ours()
     try:
         app = make_app(REDIS_URL=url, LOGIN_LIMITS="3 per minute")
         client = app.test_client()
         for n in range(3):
             assert try_login(client, "r@example.org", PASSWORD, **_ip(30 + n)).status_code == 422
         assert try_login(client, "r@example.org", PASSWORD, **_ip(40)).status_code == 429
-        keys = [k.decode() for k in store.keys("*")]
+        keys = [k.decode() for k in store.scan_iter(ours)]
         assert keys, "no rate-limit counters in Redis"
         assert any("LIMITER" in k for k in keys), keys
         # A second app on the same Redis (another server behind the load balancer) sees them.
         other = make_app(REDIS_URL=url, LOGIN_LIMITS="3 per minute").test_client()
         assert try_login(other, "r@example.org", PASSWORD, **_ip(41)).status_code == 429
     finally:
-        store.flushdb()
+        forget_ours()
 
 
 # --- where login sends you ------------------------------------------------------------------------

@@ -13,10 +13,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import and_, literal, or_, union_all
 from sqlmodel import Session, col, select
 
-from ..models import Grant, Invitation, PendingShare, User
-from . import accounts, care
+from ..models import (
+    MEASURE_KINDS,
+    CareTeam,
+    Entry,
+    Grant,
+    Invitation,
+    PendingShare,
+    SupportLink,
+    User,
+)
+from . import accounts
 
 
 @dataclass(frozen=True)
@@ -31,39 +41,87 @@ class Reader:
 def readers_by_entry(*, session: Session, author: User, entry_ids: list) -> dict:
     """Everyone but the author who reads, or will read, each of these entries of `author`:
     {entry id: [Reader, ...]} (therapists first, then supporters, then invitees; by name).
-    Two queries whatever the number of entries: grants with their readers, and entries
-    waiting for someone invited."""
+    One query whatever the number of entries (grants with their readers, and entries waiting
+    for someone invited), each name decrypted once."""
     if not entry_ids:
         return {}
-    grants = session.exec(
-        select(Grant.entry_id, col(Grant.wrapped_key).is_(None), User)
+    grants = (
+        select(
+            Grant.entry_id,
+            col(Grant.wrapped_key).is_(None).label("pending"),
+            User.id.label("who"),
+            User.name_enc.label("blob"),
+            User.role.label("role"),
+        )
         .join(User, User.id == Grant.reader_id)
         .where(col(Grant.entry_id).in_(entry_ids), Grant.reader_id != author.id)
-    ).all()
-    waiting = session.exec(
-        select(PendingShare.entry_id, Invitation)
+    )
+    waiting = (
+        select(
+            PendingShare.entry_id,
+            literal(True).label("pending"),
+            Invitation.id.label("who"),
+            Invitation.label_enc.label("blob"),
+            literal("invited").label("role"),
+        )
         .join(Invitation, Invitation.id == PendingShare.invitation_id)
         .where(
             col(PendingShare.entry_id).in_(entry_ids),
             Invitation.inviter_id == author.id,
             col(Invitation.used_at).is_(None),
         )
-    ).all()
+    )
     names: dict[uuid.UUID, str] = {}
     found: dict[uuid.UUID, list[Reader]] = {}
-    for entry_id, pending, user in grants:
-        if user.id not in names:
-            names[user.id] = accounts.name_of(user)
-        found.setdefault(entry_id, []).append(Reader(names[user.id], user.role, bool(pending)))
-    for entry_id, invitation in waiting:
-        if invitation.id not in names:
-            names[invitation.id] = care.label_of(invitation) or "someone you invited"
-        found.setdefault(entry_id, []).append(Reader(names[invitation.id], "invited", True))
+    for entry_id, pending, who, blob, role in session.exec(union_all(grants, waiting)):
+        if who not in names:
+            names[who] = _name(who, blob, role)
+        found.setdefault(entry_id, []).append(Reader(names[who], role, bool(pending)))
     order = {"therapist": 0, "support": 1, "invited": 2}
     return {
         entry_id: sorted(readers, key=lambda r: (order.get(r.role, 3), r.name.casefold()))
         for entry_id, readers in found.items()
     }
+
+
+def _name(who, blob: bytes | None, role: str) -> str:
+    """A reader's name, or an invitation's label (which only the patient sees)."""
+    ring = accounts.keyring()
+    if role == "invited":
+        ad = {"p": "invitation/label", "invitation": str(who)}
+        return ring.open(blob, ad).decode() if blob else "someone you invited"
+    return ring.open(blob, {"p": "user/name", "user": str(who)}).decode()
+
+
+def people_around(*, session: Session, patient: User, entry: Entry):
+    """For the author's own entry: who reads it (with whether their grant is pending) and
+    whom they may still share it with (their therapists, and their support people unless it
+    is a questionnaire), as ([(user, name, pending)], [(user, name)]). One query."""
+    linked = union_all(
+        select(CareTeam.therapist_id).where(CareTeam.patient_id == patient.id),
+        select(SupportLink.supporter_id).where(SupportLink.patient_id == patient.id),
+    )
+    rows = session.exec(
+        select(User, Grant.id, col(Grant.wrapped_key).is_(None))
+        .outerjoin(Grant, and_(Grant.reader_id == User.id, Grant.entry_id == entry.id))
+        .where(or_(col(User.id).in_(linked), User.id == patient.id))
+        .order_by(col(Grant.created_at))
+    ).all()
+    readers, addable = [], []
+    supporters_may = kind_for_supporters(entry.kind)
+    for user, grant_id, pending in rows:
+        name = accounts.name_of(user)
+        if grant_id is not None:
+            readers.append((user, name, bool(pending)))
+        elif user.role == "therapist" or (user.role == "support" and supporters_may):
+            addable.append((user, name))
+    readers.sort(key=lambda r: r[0].id != patient.id)  # the author first
+    return readers, addable
+
+
+def kind_for_supporters(kind: str) -> bool:
+    """Questionnaires go to the care team only (see policy.may_share_kind_with_supporters)."""
+    return kind not in MEASURE_KINDS
 
 
 def in_words_by_entry(*, session: Session, author: User, entry_ids: list) -> dict:

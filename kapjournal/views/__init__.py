@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import (
     Response,
     current_app,
+    g,
     make_response,
     redirect,
     render_template,
@@ -43,10 +46,72 @@ def form_text(name: str, limit: int = 10_000) -> str:
     return request.form.get(name, "")[:limit]
 
 
+def ticked(name: str) -> bool:
+    """Whether a checkbox (or a one-button form's hidden field) said yes."""
+    return request.form.get(name) in ("1", "yes", "on")
+
+
+def in_place() -> bool:
+    """Whether a component's own htmx request (not a boosted form) posted this: it gets its
+    block back and records only the action, never re-reading the page it came from."""
+    return bool(request.htmx) and not request.htmx.boosted
+
+
+def next_path() -> str:
+    """The page a component sits on, without its anchor (to render its `next` field again)."""
+    return form_text("next", 500).partition("#")[0]
+
+
+def back_to(default: str) -> Response:
+    """303 to the page a form came from (its `next` field, if a path on this site), or to
+    `default`."""
+    return redirect(safe_next(form_text("next", 500), default), code=303)
+
+
+def safe_next(value: str | None, default: str | None = None) -> str:
+    """`value` if it is a path on this site (see `on_this_site`), else `default` (the home
+    page). Every `next` or `back` value the app follows goes through here."""
+    return value if on_this_site(value) else (default or url_for("home.index"))
+
+
+def on_this_site(value: str | None) -> bool:
+    """Whether `value` is a path on this site (query and fragment allowed). Refused: a control
+    character or white space anywhere, also once percent-decoded (browsers drop tabs and
+    newlines, so slash-tab-slash-host would become //host); a scheme or a host, after reading
+    backslashes as slashes as browsers do; anything not starting with exactly one slash."""
+    if not value or not _a_path_here(value, spaces=False):
+        return False
+    return _a_path_here(unquote(value), spaces=True)  # what a second decoding would make
+
+
+def _a_path_here(value: str, *, spaces: bool) -> bool:
+    for ch in value:
+        if unicodedata.category(ch)[0] == "C" or (ch.isspace() and not (spaces and ch == " ")):
+            return False
+    candidate = value.replace("\\", "/")
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:
+        return False
+    if parts.scheme or parts.netloc:
+        return False
+    return candidate.startswith("/") and not candidate.startswith("//")
+
+
 def viewer_zone() -> ZoneInfo:
     """The viewer's time zone: the `tz` cookie app.js sets from the browser, else the
-    clinic's KAPJOURNAL_TIMEZONE, else UTC."""
-    for name in (request.cookies.get("tz", ""), current_app.config.get("TIMEZONE", "UTC")):
+    clinic's KAPJOURNAL_TIMEZONE, else UTC. Found once per request (a page shows many
+    times)."""
+    found = g.get("viewer_zone")
+    if found is None:
+        found = g.viewer_zone = _zone_named(
+            request.cookies.get("tz", ""), current_app.config.get("TIMEZONE", "UTC")
+        )
+    return found
+
+
+def _zone_named(*names: str) -> ZoneInfo:
+    for name in names:
         try:
             return ZoneInfo(name) if name else ZoneInfo("UTC")
         except (ZoneInfoNotFoundError, ValueError):

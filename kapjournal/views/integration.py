@@ -8,14 +8,13 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 
-from flask import Blueprint, abort, redirect, request, url_for
+from flask import Blueprint, abort, request, url_for
 
 from .. import db, pages, policy, web
-from ..login import safe_next
 from ..models import User
 from ..services import accounts, annotations, course, entry_forms, practices, workspace
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, viewer_zone
+from . import back_to, form_text, in_place, next_path, render, see_other, ticked, viewer_zone
 
 bp = Blueprint("integration", __name__)
 
@@ -24,31 +23,10 @@ def _me() -> User:
     return web.me()
 
 
-def _back(default: str):
-    """303 to the page a form came from (its `next` field, if a path on this site), or to
-    `default`."""
-    return redirect(safe_next(form_text("next", 500), default), code=303)
-
-
 def _today_start() -> datetime:
     """Midnight today in the viewer's zone: items talked through since then stay on the
     agenda, ticked."""
     return datetime.combine(datetime.now(viewer_zone()).date(), time(), tzinfo=viewer_zone())
-
-
-def _flag(name: str) -> bool:
-    return request.form.get(name) in ("1", "yes", "on")
-
-
-def _in_place() -> bool:
-    """Whether a component's own htmx request (not a boosted form) posted this: it gets its
-    block back and records only the action, never re-reading the page it came from."""
-    return bool(request.htmx) and not request.htmx.boosted
-
-
-def _next_path() -> str:
-    """The page a component sits on, without its anchor (to render its `next` field again)."""
-    return form_text("next", 500).partition("#")[0]
 
 
 # --- the session view ----------------------------------------------------------------
@@ -124,7 +102,7 @@ def discussed(patient_id: uuid.UUID):
         item_id = uuid.UUID(form_text("id", 60))
     except ValueError:
         abort(404)
-    done = _flag("discussed")
+    done = ticked("discussed")
     entry = None
     if form_text("kind", 10) == "entry":
         entry, flag = policy.get_agenda_entry_for(
@@ -137,8 +115,8 @@ def discussed(patient_id: uuid.UUID):
         annotations.set_discussed(session=dbs, note=note, by=_me(), discussed=done)
         item = workspace.AgendaItem(kind="note", id=note.id, discussed_at=note.discussed_at)
     dbs.commit()
-    if not _in_place():
-        return _back(url_for("integration.session_view", patient_id=patient.id))
+    if not in_place():
+        return back_to(url_for("integration.session_view", patient_id=patient.id))
     item.entry = entry
     progress = workspace.agenda_progress(
         session=dbs, therapist=_me(), patient=patient, since=_today_start()
@@ -148,7 +126,7 @@ def discussed(patient_id: uuid.UUID):
         block="discussed",
         item=item,
         patient=patient,
-        back=_next_path(),
+        back=next_path(),
         progress=progress,
     )
 
@@ -221,7 +199,7 @@ def end_practice(practice_id: uuid.UUID):
     )
     practices.end(session=dbs, practice=practice, by=_me())
     dbs.commit()
-    return _back(url_for("patients.show", patient_id=practice.patient_id))
+    return back_to(url_for("patients.show", patient_id=practice.patient_id))
 
 
 @bp.post("/practices/<uuid:practice_id>/tick")
@@ -237,13 +215,13 @@ def tick(practice_id: uuid.UUID):
         day = None
     tickable = pages.tickable_days(practice)
     if day in tickable and practice.ended_at is None:
-        if _flag("done"):
+        if ticked("done"):
             practices.tick(session=dbs, practice=practice, day=day)
         else:
             practices.untick(session=dbs, practice=practice, day=day)
         dbs.commit()
-    if not _in_place():
-        return _back(url_for("journal.timeline", _anchor=f"practice-{practice.id}"))
+    if not in_place():
+        return back_to(url_for("journal.timeline", _anchor=f"practice-{practice.id}"))
     days = practices.days_of(session=dbs, practice=practice)
     return render(
         "workspace/_practice.html",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import segno
-from flask import Blueprint, abort, current_app, redirect, request, url_for
+from flask import Blueprint, current_app, redirect, request, url_for
 from flask_login import current_user
 
 from .. import db, joining, pages, policy, web
@@ -162,12 +162,13 @@ def _invitation_email(link: str) -> str:
 
 
 def _my_open_invitation(invitation_id: uuid.UUID):
-    invitation = policy.get_invitation_for(
-        session=db.session(), user=_me(), invitation_id=invitation_id, kind=support.KIND
+    return policy.get_invitation_for(
+        session=db.session(),
+        user=_me(),
+        invitation_id=invitation_id,
+        kind=support.KIND,
+        unused=True,
     )
-    if invitation.used_at is not None:
-        abort(404)
-    return invitation
 
 
 @bp.post("/supporters/invitations/<uuid:invitation_id>/cancel")
@@ -260,9 +261,12 @@ def share(supporter_id: uuid.UUID):
 def revoke(supporter_id: uuid.UUID):
     dbs = db.session()
     reader = _my_supporter(supporter_id)
-    entries = _chosen_entries()
-    if len(entries) != 1:
-        abort(404)
+    chosen = request.form.getlist("entry_id")[:1]  # one entry a button
+    entries = policy.get_entries_to_share_for(
+        session=dbs, user=_me(), entry_ids=chosen, with_supporter=True
+    )
+    if not entries:
+        return see_other("support.supporter", supporter_id=reader.id)
     journal.revoke(
         session=dbs,
         entry=entries[0],

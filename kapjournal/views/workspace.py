@@ -9,38 +9,16 @@ import uuid
 from flask import Blueprint, redirect, request, url_for
 
 from .. import db, pages, policy, web
-from ..login import safe_next
 from ..models import Annotation, User
 from ..services import accounts, annotations, care, entry_forms, journal, reading, workspace
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other
+from . import back_to, form_text, in_place, next_path, render, see_other, ticked
 
 bp = Blueprint("workspace", __name__)
 
 
 def _me() -> User:
     return web.me()
-
-
-def _back(default: str):
-    """303 to the page a form came from (its `next` field, if a path on this site), or to
-    `default`."""
-    return redirect(safe_next(form_text("next", 500), default), code=303)
-
-
-def _flag(name: str) -> bool:
-    return request.form.get(name) in ("1", "yes", "on")
-
-
-def _in_place() -> bool:
-    """Whether a component's own htmx request (not a boosted form) posted this: it gets its
-    block back and records only the action, never re-reading the page it came from."""
-    return bool(request.htmx) and not request.htmx.boosted
-
-
-def _next_path() -> str:
-    """The page a component sits on, without its anchor (to render its `next` field again)."""
-    return form_text("next", 500).partition("#")[0]
 
 
 # --- notes on an entry (therapist) -----------------------------------------------------------
@@ -119,7 +97,7 @@ def annotate(entry_id: uuid.UUID):
             visibility=form_text("visibility", 20),
             entry=entry,
             paragraph=paragraph,
-            bring_to_session=_flag("bring_to_session"),
+            bring_to_session=ticked("bring_to_session"),
             private_key=reader.private_key,
         )
     except ValidationError as exc:
@@ -138,10 +116,10 @@ def annotate(entry_id: uuid.UUID):
 def flag_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="annotate")
-    flagged = _flag("flagged")
+    flagged = ticked("flagged")
     workspace.set_entry_flag(session=dbs, entry=entry, therapist=_me(), flagged=flagged)
     dbs.commit()
-    if _in_place():
+    if in_place():
         return render(
             "workspace/_entry_flag.html",
             block="entry_flag",
@@ -150,7 +128,7 @@ def flag_entry(entry_id: uuid.UUID):
             place="page" if form_text("place", 10) == "page" else "card",
             next=form_text("next", 500),
         )
-    return _back(url_for("workspace.notes_page", entry_id=entry.id))
+    return back_to(url_for("workspace.notes_page", entry_id=entry.id))
 
 
 # --- one note ---------------------------------------------------------------------------------
@@ -217,18 +195,18 @@ def _edit_page(note, opened, *, form, errors=None, status=200):
 @policy.allow("therapist")
 def resolve_note(note_id: uuid.UUID):
     note = _get_note(note_id, "edit")
-    annotations.set_resolved(session=db.session(), note=note, by=_me(), resolved=_flag("resolved"))
+    annotations.set_resolved(session=db.session(), note=note, by=_me(), resolved=ticked("resolved"))
     db.session().commit()
-    return _note_controls(note) if _in_place() else _back(_note_home(note))
+    return _note_controls(note) if in_place() else back_to(_note_home(note))
 
 
 @bp.post("/notes/<uuid:note_id>/flag")
 @policy.allow("therapist")
 def flag_note(note_id: uuid.UUID):
     note = _get_note(note_id, "mark")
-    annotations.set_flag(session=db.session(), note=note, by=_me(), flagged=_flag("flagged"))
+    annotations.set_flag(session=db.session(), note=note, by=_me(), flagged=ticked("flagged"))
     db.session().commit()
-    return _note_controls(note) if _in_place() else _back(_note_home(note))
+    return _note_controls(note) if in_place() else back_to(_note_home(note))
 
 
 def _note_controls(note: Annotation):
@@ -238,7 +216,7 @@ def _note_controls(note: Annotation):
         block="note_controls",
         note=annotations.Note(annotation=note, note=None),
         mode="session" if form_text("mode", 10) == "session" else "therapist",
-        back=_next_path(),
+        back=next_path(),
     )
 
 

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 import pytest
+from conftest import SERVE_FOREVER
 from werkzeug.serving import make_server
 
 try:
@@ -108,7 +109,9 @@ def gateway(live_app):
 def live_server(gateway):
     """`http://127.0.0.1:PORT` serving `live_app` (behind `gateway`) from a daemon thread."""
     server = make_server("127.0.0.1", 0, gateway, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs=SERVE_FOREVER, name="live-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
