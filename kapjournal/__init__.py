@@ -10,7 +10,7 @@ from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import crypto, db, login, pipeline
+from . import crypto, db, login, pipeline, shell
 from .extensions import csrf, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     errors.init_app(app)
     pipeline.init_app(app)  # the one before-request pipeline, and the end of each request
+    shell.init_app(app)
     app.after_request(_security_headers)
     _quiet_secret_urls()
     from . import cli

@@ -380,7 +380,7 @@ def test_reflection_is_two_taps_from_home_and_the_text_area_comes_first(app, pat
     assert 'href="/entries/new?kind=reflection"' in home.get_data(as_text=True)
     page = client.get("/entries/new?kind=reflection").get_data(as_text=True)
     assert page.index('name="text"') < page.index("<details")
-    assert 'Mood <span class="muted">(optional)</span>' in page
+    assert "<legend>Mood (optional)</legend>" in page
 
 
 def test_reflection_with_mood_optional_and_prompt_answers_shown(app, as_patient, patient):

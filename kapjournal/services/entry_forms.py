@@ -98,6 +98,8 @@ REFLECTION_PROMPTS = [
     "How does your intention look to you now?",
 ]
 MOODS = [(1, "Very low"), (2, "Low"), (3, "Okay"), (4, "Good"), (5, "Very good")]
+# The face drawn beside each mood (Lucide icons in static/icons/sprite.svg); the words say it.
+MOOD_FACES = {1: "frown", 2: "annoyed", 3: "meh", 4: "smile", 5: "laugh"}
 
 
 def prompts_for(kind: str, today: date | None = None, count: int = 3) -> list[str]:

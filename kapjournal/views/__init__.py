@@ -132,7 +132,9 @@ def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
 
 
 def init_app(app) -> None:
+    from ..services.entry_forms import MOOD_FACES
     from ..services.measures import shares_by_default
 
     app.add_template_filter(local_time, "local")
+    app.add_template_global(MOOD_FACES, "mood_faces")
     app.add_template_global(shares_by_default, "shares_by_default")

@@ -40,6 +40,7 @@ def error_page(status: int, detail: str | None = None):
         title=title,
         text=detail or text,
         code=status,
+        current_tab=None,  # the same page whatever was asked for: nothing to tell apart
     )
     if request.htmx and not request.htmx.boosted:
         # A fragment replaces the main content, whatever the element that asked.

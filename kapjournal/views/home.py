@@ -37,3 +37,10 @@ def index():
         )
     people = support.names(support.patients_of(session=dbs, supporter=user))
     return render("home/support.html", people=people)
+
+
+@bp.get("/more")
+@policy.allow(policy.AUTHENTICATED)
+def more():
+    """On a phone, what does not fit in the tab bar: the rest of the app, and logging out."""
+    return render("home/more.html")
