@@ -38,7 +38,8 @@ DESIGN_CSP = {
 }
 # The header's link: its words may sit beside an icon (an <svg> the screen reader skips).
 HELP_LINK = re.compile(
-    r'<a\b[^>]*\bhref="/help"[^>]*>(?:\s|<svg\b.*?</svg>|<span>)*Need help now\?(?:</span>)?\s*</a>',
+    r'<a\b[^>]*\bhref="/help"[^>]*>'
+    r"(?:\s|<svg\b.*?</svg>|<span>)*Need help now\?(?:</span>)?\s*</a>",
     re.S,
 )
 # What the CSP forbids, in a template or a rendered page.
