@@ -91,11 +91,12 @@ def _register_blueprints(app: Flask) -> None:
         push,
         pwa,
         support,
+        welcome,
         workspace,
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (integration, measures, offline, push)
+    modules += (integration, measures, offline, push, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

@@ -271,7 +271,11 @@ class Keyring:
         return bytes([len(kid)]) + kid + seal(self._seal_keys[self.active], plaintext, ad)
 
     def kek_id_of(self, blob: bytes) -> str:
-        return blob[1 : 1 + blob[0]].decode()
+        return blob[1 : 1 + blob[0]].decode(errors="replace")
+
+    def has(self, kid: str) -> bool:
+        """Whether a KEK of this id is configured (so what it sealed can be opened)."""
+        return kid in self._seal_keys
 
     def open(self, blob: bytes, ad: dict) -> bytes:
         if not blob:

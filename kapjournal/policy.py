@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from functools import cache
 
 from flask import abort, current_app, request
 from flask_login import current_user
-from sqlalchemy import and_, false
+from sqlalchemy import and_, bindparam, false
 from sqlmodel import Session, select
 
 from .models import (
@@ -170,9 +171,7 @@ def get_entry_to_read_for(
     if need not in ENTRY_NEEDS:
         raise ValueError(f"unknown need {need!r}")
     found = session.exec(
-        select(Entry, Grant.wrapped_key, _linked_to(user, Entry.author_id))
-        .outerjoin(Grant, and_(Grant.entry_id == Entry.id, Grant.reader_id == user.id))
-        .where(Entry.id == entry_id)
+        _entry_statement(user.role), params={"user": user.id, "entry": entry_id}
     ).first()
     if found is None:
         abort(404)
@@ -195,19 +194,30 @@ def get_entry_to_read_for(
     abort(404)
 
 
-def _linked_to(user, patient_id):
-    """SQL: whether `user` is on the care team (a therapist) or among the support people (a
+@cache
+def _entry_statement(role: str):
+    """The entry, the user's wrapped key of it and whether they are linked to its author, as
+    one statement per role (built once: every entry page runs it)."""
+    return (
+        select(Entry, Grant.wrapped_key, _linked_to(role, bindparam("user"), Entry.author_id))
+        .outerjoin(Grant, and_(Grant.entry_id == Entry.id, Grant.reader_id == bindparam("user")))
+        .where(Entry.id == bindparam("entry"))
+    )
+
+
+def _linked_to(role: str, user_id, patient_id):
+    """SQL: whether the user is on the care team (a therapist) or among the support people (a
     supporter) of `patient_id`."""
-    if user.role == "therapist":
+    if role == "therapist":
         return (
             select(CareTeam.id)
-            .where(CareTeam.therapist_id == user.id, CareTeam.patient_id == patient_id)
+            .where(CareTeam.therapist_id == user_id, CareTeam.patient_id == patient_id)
             .exists()
         )
-    if user.role == "support":
+    if role == "support":
         return (
             select(SupportLink.id)
-            .where(SupportLink.supporter_id == user.id, SupportLink.patient_id == patient_id)
+            .where(SupportLink.supporter_id == user_id, SupportLink.patient_id == patient_id)
             .exists()
         )
     return false()

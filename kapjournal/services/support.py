@@ -24,6 +24,7 @@ from ..models import (
     Invitation,
     PendingShare,
     SupportLink,
+    TreatmentSession,
     User,
     utcnow,
 )
@@ -178,6 +179,44 @@ def card_of(*, session: Session, patient: User) -> Entry | None:
         select(Entry)
         .where(Entry.author_id == patient.id, Entry.kind == "support_card")
         .order_by(col(Entry.created_at).desc())
+    )
+    return session.exec(query).first()
+
+
+# --- the next ketamine session, for the ride home ------------------------------------------------
+
+# In the patient's share_defaults: whether their supporters see when their next ketamine session
+# is (off unless they turn it on). A key starting with "_" is never an entry kind.
+NEXT_SESSION = "_next_session_to_supporters"
+
+
+def shows_next_session(patient: User) -> bool:
+    """Whether the patient lets their supporters see the time of their next ketamine session."""
+    return bool(patient.share_defaults.get(NEXT_SESSION))
+
+
+def show_next_session(*, session: Session, patient: User, shown: bool) -> None:
+    """Let the patient's supporters see the time of their next ketamine session, or stop it.
+    Not in the access log: a session time is not the patient's words. The caller commits."""
+    # A new dict: the JSON column notices only a new value, not a change inside the old one.
+    patient.share_defaults = {**patient.share_defaults, NEXT_SESSION: shown}
+    session.add(patient)
+
+
+def next_session_for_supporters(*, session: Session, patient: User) -> TreatmentSession | None:
+    """The patient's next planned ketamine session, when they let their supporters see it;
+    never any other session (preparation, integration, past or cancelled)."""
+    if not shows_next_session(patient):
+        return None
+    query = (
+        select(TreatmentSession)
+        .where(
+            TreatmentSession.patient_id == patient.id,
+            TreatmentSession.kind == "ketamine",
+            TreatmentSession.status == "planned",
+            col(TreatmentSession.scheduled_at) > utcnow(),
+        )
+        .order_by(col(TreatmentSession.scheduled_at))
     )
     return session.exec(query).first()
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, tuple_
+from sqlalchemy import and_, bindparam, func, tuple_
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -65,47 +66,65 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def entries_query(*, patient_id, reader_id, kinds=None, before: Cursor | None = None):
-    """The patient's entries the reader holds a grant on (live or pending), newest first,
-    after `before`: `select(Entry, live, notes, flagged)`, with how many notes the reader
-    can open on each and whether they flagged it for a session. Questionnaires only when
-    `kinds` names them."""
+@cache
+def _page_statement(*, chosen_kinds: bool, after_cursor: bool, size: int):
+    """A page of a patient's entries that a reader holds a grant on (live or pending), newest
+    first: `(Entry, live, notes, flagged)` rows, with how many notes the reader can open on each
+    and whether they flagged it for a session. Built once per shape (every page runs one);
+    parameters: reader, patient, kinds (when `chosen_kinds`; else all but questionnaires),
+    before_at and before_id (when `after_cursor`)."""
+    reader = bindparam("reader")
     notes = (
         select(func.count(ItemKey.id))
         .join(Annotation, Annotation.id == ItemKey.subject_id)
         .where(
             ItemKey.subject_kind == "annotation",
-            ItemKey.reader_id == reader_id,
+            ItemKey.reader_id == reader,
             Annotation.entry_id == Entry.id,
         )
         .scalar_subquery()
     )
     flagged = (
         select(EntryFlag.id)
-        .where(EntryFlag.entry_id == Entry.id, EntryFlag.therapist_id == reader_id)
+        .where(EntryFlag.entry_id == Entry.id, EntryFlag.therapist_id == reader)
         .exists()
     )
     query = (
         select(Entry, reading.live(), notes, flagged)
-        .join(Grant, and_(Grant.entry_id == Entry.id, Grant.reader_id == reader_id))
-        .where(Entry.author_id == patient_id)
+        .join(Grant, and_(Grant.entry_id == Entry.id, Grant.reader_id == reader))
+        .where(Entry.author_id == bindparam("patient"))
     )
-    if kinds:
-        query = query.where(col(Entry.kind).in_(list(kinds)))
+    if chosen_kinds:
+        query = query.where(col(Entry.kind).in_(bindparam("kinds", expanding=True)))
     else:
         query = query.where(col(Entry.kind).not_in(MEASURE_KINDS))
-    if before is not None:
-        query = query.where(tuple_(Entry.created_at, Entry.id) < tuple_(before.at, before.id))
-    return query.order_by(col(Entry.created_at).desc(), col(Entry.id).desc())
+    if after_cursor:
+        query = query.where(
+            tuple_(Entry.created_at, Entry.id)
+            < tuple_(
+                bindparam("before_at", type_=Entry.__table__.c.created_at.type),
+                bindparam("before_id", type_=Entry.__table__.c.id.type),
+            )
+        )
+    order = (col(Entry.created_at).desc(), col(Entry.id).desc())
+    return query.order_by(*order).limit(size + 1)
 
 
 def entries_page(
     *, session: Session, patient_id, reader_id, kinds=None, before=None, size: int = PAGE_SIZE
 ):
-    """One page of `entries_query`: its (Entry, live) rows and the cursor of the next page
-    (None when this is the last)."""
-    query = entries_query(patient_id=patient_id, reader_id=reader_id, kinds=kinds, before=before)
-    found = session.exec(query.limit(size + 1)).all()
+    """One page of a patient's entries that the reader holds a grant on, newest first, after
+    `before`; its rows and the cursor of the next page (None when this is the last).
+    Questionnaires only when `kinds` names them."""
+    params = {"reader": reader_id, "patient": patient_id}
+    if kinds:
+        params["kinds"] = list(kinds)
+    if before is not None:
+        params |= {"before_at": before.at, "before_id": before.id}
+    statement = _page_statement(
+        chosen_kinds=bool(kinds), after_cursor=before is not None, size=size
+    )
+    found = session.exec(statement, params=params).all()
     rows = [Row(*row) for row in found[:size]]
     return rows, (Cursor.after(rows[-1].entry) if len(found) > size else None)
 

@@ -31,6 +31,10 @@ from . import form_text, render, see_other
 
 bp = Blueprint("auth", __name__)
 
+# In a user's share_defaults: the first-run welcome (views/welcome.py) was shown. Kept there,
+# not in a column of its own: a key starting with "_" is never an entry kind.
+WELCOMED = "_welcomed"
+
 # --- the clinic owner's first account -----------------------------------------------------------
 
 
@@ -175,9 +179,13 @@ def recovery_code_confirm():
         errors = {"saved": "Tick the box once you have saved the code somewhere safe."}
         return recovery_page(code, status=422, errors=errors)
     dbs = db.session()
-    accounts.confirm_recovery_saved(session=dbs, user=current_user.user)
+    user = current_user.user
+    accounts.confirm_recovery_saved(session=dbs, user=user)
+    first_run = not user.share_defaults.get(WELCOMED)
+    if first_run:  # a new account: the welcome, once (a new dict, so the JSON column is saved)
+        user.share_defaults = {**user.share_defaults, WELCOMED: True}
     dbs.commit()
-    return see_other("home.index")
+    return see_other("welcome.index" if first_run else "home.index")
 
 
 @bp.route("/reset", methods=["GET", "POST"])

@@ -16,7 +16,7 @@ from ..models import Entry, User, utcnow
 from ..services import accounts, care, crisis, entry_forms, journal, mail, reading, support
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other
+from . import form_text, render, see_other, ticked
 
 bp = Blueprint("support", __name__)
 
@@ -80,6 +80,7 @@ def _supporters_page(*, form=None, errors=None, status=200):
         chosen = {str(card.entry.id)} if card else set()
     return render(
         "support/supporters.html",
+        next_session_shown=support.shows_next_session(_me()),
         people=people,
         invitations=invitations,
         items=items,
@@ -97,6 +98,16 @@ def _supporters_page(*, form=None, errors=None, status=200):
 @policy.allow("patient")
 def supporters():
     return _supporters_page()
+
+
+@bp.post("/supporters/next-session")
+@policy.allow("patient")
+def next_session():
+    """Whether the patient's supporters see when their next ketamine session is."""
+    dbs = db.session()
+    support.show_next_session(session=dbs, patient=_me(), shown=ticked("shown"))
+    dbs.commit()
+    return redirect(url_for("support.supporters", _anchor="next-session-h"), code=303)
 
 
 def _chosen_entries() -> list[Entry]:
@@ -346,29 +357,37 @@ def patient(patient_id: uuid.UUID):
     rows, earlier = course_pages.entries_page(
         session=dbs, patient_id=found.id, reader_id=_me().id, before=before
     )
-    cards = []
     card = support.card_of(session=dbs, patient=found) if before is None else None
-    if card is not None:
-        wrapped = journal.grant_of(session=dbs, entry_id=card.id, reader_id=_me().id)
-        if wrapped is not None and wrapped.wrapped_key is not None:
-            try:
-                body = reading.open_entry(
-                    session=dbs, reader=web.reader(), entry=card, wrapped=wrapped.wrapped_key
-                )
-            except journal.EntryUnreadable:
-                body = None
-            cards.append((card, body))
+    grant = journal.grant_of(session=dbs, entry_id=card.id, reader_id=_me().id) if card else None
+    first = before is None
     return render(
         "support/patient.html",
-        block="page" if before is not None else None,
+        block="page" if not first else None,
         patient=found,
         name=accounts.name_of(found),
-        cards=cards,
+        cards=_opened_card(card, grant.wrapped_key) if grant and grant.wrapped_key else [],
+        # Shared, but not wrapped for this supporter yet: it opens on the patient's next visit.
+        card_waiting=grant is not None and grant.wrapped_key is None,
+        next_session=support.next_session_for_supporters(session=dbs, patient=found)
+        if first
+        else None,
         entries=[row.entry for row in rows if row.live and row.entry.kind != "support_card"],
-        waiting=sum(1 for row in rows if not row.live),
+        waiting=sum(1 for row in rows if not row.live and row.entry.kind != "support_card"),
         earlier=earlier,
         labels=entry_forms.KIND_LABELS,
     )
+
+
+def _opened_card(card: Entry, wrapped: bytes) -> list[tuple[Entry, dict | None]]:
+    """The support card and its body for the supporter (None: it did not open): a read in
+    the patient's access log."""
+    try:
+        body = reading.open_entry(
+            session=db.session(), reader=web.reader(), entry=card, wrapped=wrapped
+        )
+    except journal.EntryUnreadable:
+        body = None
+    return [(card, body)]
 
 
 @bp.post("/supporting/<uuid:patient_id>/leave")
