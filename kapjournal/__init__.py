@@ -84,6 +84,7 @@ def _register_blueprints(app: Flask) -> None:
         home,
         integration,
         journal,
+        leaving,
         measures,
         mfa,
         offline,
@@ -96,7 +97,7 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (integration, measures, offline, push, welcome)
+    modules += (integration, leaving, measures, offline, push, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)
