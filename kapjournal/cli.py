@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -20,6 +21,7 @@ audit_cli = AppGroup("audit", help="The access log.")
 push_cli = AppGroup("push", help="Web Push (VAPID keys).")
 reminders_cli = AppGroup("reminders", help="Reminders on patients' devices.")
 sessions_cli = AppGroup("sessions", help="Logged-in devices.")
+backup_cli = AppGroup("backup", help="Back up the database, check a backup, restore one.")
 
 
 @db_cli.command("upgrade")
@@ -190,7 +192,64 @@ def sessions_sweep():
     click.echo(f"Deleted {count} expired sessions.")
 
 
+@backup_cli.command("create")
+@click.argument("dest", type=click.Path(dir_okay=False, writable=True))
+def backup_create(dest):
+    """Write a backup of the database to DEST (a new file): ciphertext and metadata only, with
+    a manifest. Safe while the app is running. Keep the KEKs elsewhere."""
+    from .services import backup
+
+    try:
+        manifest = backup.create(db.engine(), Path(dest), keyring=current_app.config["KEYRING"])
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {dest}: {manifest.summary()}.")
+    click.echo(f"It needs KEK {', '.join(manifest.kek_ids) or '(none)'} to restore; keep the KEKs")
+    click.echo("apart from the backup (they are never in it).")
+
+
+@backup_cli.command("verify")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+def backup_verify(src):
+    """Check the backup SRC in a scratch database: it opens, its schema revision, its counts,
+    the KEKs it needs, the access log's chain, and every entry's keys. Exit 1 on a problem."""
+    from .services import backup
+
+    try:
+        report = backup.verify(Path(src), keyring=current_app.config["KEYRING"], server=db.engine())
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    _report(report, f"{src} is a good backup of {report.manifest.created_at}")
+
+
+@backup_cli.command("restore")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace everything in a database that is not empty.")
+def backup_restore(src, force):
+    """Restore the backup SRC into the configured database, which must be empty unless
+    --force; stop the app first. Everyone logs in again afterwards."""
+    from .services import backup
+
+    try:
+        report = backup.restore(
+            Path(src), db.engine(), keyring=current_app.config["KEYRING"], force=force
+        )
+    except backup.BackupError as exc:
+        raise click.ClickException(f"Not restored: {exc}.") from None
+    _report(report, f"Restored {src} ({report.manifest.created_at}); everyone logs in again")
+
+
+def _report(report, good: str) -> None:
+    for note in report.notes:
+        click.echo(f"Note: {note}.")
+    for problem in report.problems:
+        click.echo(f"Problem: {problem}.", err=True)
+    if report.problems:
+        raise SystemExit(1)
+    click.echo(f"{good}: {report.manifest.summary()}.")
+
+
 def init_app(app: Flask) -> None:
     commands = (db_cli, users_cli, keys_cli, audit_cli, demo, push_cli, reminders_cli)
-    for command in (*commands, sessions_cli):
+    for command in (*commands, sessions_cli, backup_cli):
         app.cli.add_command(command)
