@@ -433,7 +433,7 @@ def test_unconfirmed_recovery_code_must_be_replaced_and_confirmed(app, client):
         token_from="/recovery-code",
     )
     assert ticked.status_code == 303
-    assert ticked.headers["Location"] == "/home"
+    assert ticked.headers["Location"] == "/welcome"  # a new account: the first-run welcome
     assert client.get("/home").status_code == 200
 
     # The code from registration stopped working when the new one was made.

@@ -97,7 +97,7 @@ def test_an_unshared_phq9_tells_the_care_team_only_that_item_9_was_above_not_at_
     scales = client_for(app, therapist).get(f"/patients/{patient.id}/progress")
     scales = scales.get_data(as_text=True)
     phq9 = re.search(r'aria-labelledby="phq9-h">(.*?)</section>', scales, re.S).group(1)
-    assert "No results yet." in visible(phq9)
+    assert "No PHQ-9 results shared with you yet." in visible(phq9)
     assert client_for(app, therapist).get(f"/measures/results/{entry_id}").status_code == 404
 
 

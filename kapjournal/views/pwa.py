@@ -66,7 +66,7 @@ def manifest():
         "scope": "/",
         "display": "standalone",
         "background_color": "#f6f3ec",
-        "theme_color": "#2f6f6b",
+        "theme_color": "#f6f3ec",  # the top bar, as the light theme-color meta says
         "icons": icons,
         "shortcuts": [
             {"name": "New reflection", "url": "/entries/new?kind=reflection", "icons": icons[:1]},

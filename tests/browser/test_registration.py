@@ -27,7 +27,48 @@ def heading(page):
 
 
 def nav(page):
-    return page.get_by_role("navigation", name="Main")
+    """The main navigation, used as a person would: `nav(page).get_by_role("link",
+    name="Account").click()` taps it in the header's bar or the tab bar; on a phone, what the
+    tab bar has no room for is one tap further, on the More page (a patient) or the account
+    page (logging out, for a therapist or a supporter)."""
+    return MainNav(page)
+
+
+# What a text field with the focus (the keyboard up, the tab bar hidden) looks like.
+_TYPING = "() => !!document.activeElement?.matches('input, textarea, select')"
+
+
+class MainNav:
+    def __init__(self, page):
+        self.page = page
+        self.bar = page.get_by_role("navigation", name="Main")
+
+    def get_by_role(self, role: str, **options) -> NavPlace:
+        return NavPlace(self, role, options)
+
+
+class NavPlace:
+    """A link or button of the main navigation, wherever it is on this screen."""
+
+    def __init__(self, nav: MainNav, role: str, options: dict):
+        self.nav, self.role, self.options = nav, role, options
+
+    def click(self) -> None:
+        page, bar = self.nav.page, self.nav.bar
+        if not bar.is_visible() and page.evaluate(_TYPING):
+            page.evaluate("() => document.activeElement.blur()")  # done typing: keyboard down
+        bar.wait_for()
+        here = bar.get_by_role(self.role, **self.options).filter(visible=True)
+        more = bar.get_by_role("link", name="More", exact=True).filter(visible=True)
+        account = bar.get_by_role("link", name="Account").filter(visible=True)
+        # Waits out a page still being swapped in: one of the three is on every signed-in page.
+        expect(here.or_(more).or_(account).first).to_be_visible()
+        if here.count():
+            here.first.click()
+            return
+        (more if more.count() else account).first.click()
+        expect(heading(page)).to_have_text(re.compile(r"^(More|Your account)$"))
+        page.get_by_role("main").get_by_role(self.role, **self.options).last.click()
 
 
 def screenshot(page, name: str) -> None:
@@ -142,6 +183,11 @@ def test_invited_patient_registers_on_a_phone_and_logs_out_and_in(
     page = phone.new_page()
     register_with_one_mistake(page, link, therapist)
     save_recovery_code(page)
+
+    # A new account is welcomed once; the journal is one tap away.
+    expect(heading(page)).to_have_text("Welcome, Pat Quinn")
+    assert_fits_the_screen(page)
+    page.get_by_role("link", name="Go to my journal").click()
 
     # Home is the patient's journal: it greets them; their account names their care team.
     expect(heading(page)).to_have_text("Your journal")
