@@ -507,7 +507,10 @@ def test_the_flag_stays_until_the_therapist_acknowledges_it_and_that_is_logged(
         ).all()
         assert [e.actor_id for e in events] == [therapist.id]
     log = visible(text_of(as_patient.get("/journal/log")))
-    assert "Dr. Tess Ward checked the safety question of" in log
+    assert (
+        "Dr. Tess Ward looked at the safety check of your PHQ-9 (only whether you answered "
+        "question 9 above “Not at all”: not your answers, not your score)"
+    ) in log
 
 
 def test_the_flag_shows_on_the_patient_page_and_the_session_view(
@@ -578,11 +581,15 @@ def test_the_safety_plan_has_six_steps_goes_to_the_care_team_and_is_reachable_fr
     plan_id = write_plan(as_patient)
     assert readers(app, plan_id) == {patient.id, therapist.id}
     assert as_patient.get("/safety-plan").headers["Location"].endswith(f"/entries/{plan_id}")
-    page = visible(text_of(as_patient.get(f"/entries/{plan_id}")))
-    for label in ("1. My warning signs", "6. Making my surroundings safe", PLAN["people"], "988"):
+    shown = text_of(as_patient.get(f"/entries/{plan_id}"))
+    page = visible(shown)
+    for label in ("1. My warning signs", "6. Making my surroundings safe", "988"):
         assert label in page
+    # The phone number in the plan is one tap to call.
+    people = 'My brother Sam, <a href="tel:5550101">555 0101</a>.'
+    assert people in shown
     assert "/safety-plan" in text_of(client_for(app, None).get("/help"))
-    assert PLAN["people"] in text_of(client_for(app, therapist).get(f"/entries/{plan_id}"))
+    assert people in text_of(client_for(app, therapist).get(f"/entries/{plan_id}"))
 
 
 def test_an_empty_safety_plan_is_a_422(as_patient):

@@ -340,8 +340,14 @@ def test_a_supporter_registers_and_pending_grants_are_wrapped_on_the_patients_ne
         assert session.get(User, sam_id).role == "support"
     home = as_sam.get("/home")
     assert f"/supporting/{patient.id}" in home.get_data(as_text=True)
-    waiting = as_sam.get(f"/supporting/{patient.id}")
-    assert "2 more entries will appear" in text_of(waiting)
+    waiting = visible(text_of(as_sam.get(f"/supporting/{patient.id}")))
+    # The card and the entry wait for the patient's key: said as such, not "has not shared".
+    assert (
+        f"{patient.name} has shared a support card with you; it will appear when "
+        f"{patient.name} next opens the app."
+    ) in waiting
+    assert "has not shared a support card" not in waiting
+    assert "1 more entry will appear" in waiting
     assert as_sam.get(f"/entries/{chosen}").status_code == 404  # pending: refused
 
     assert as_patient.get("/account").status_code == 200  # any request of the patient
@@ -354,7 +360,8 @@ def test_a_supporter_registers_and_pending_grants_are_wrapped_on_the_patients_ne
     page = text_of(as_sam.get(f"/supporting/{patient.id}"))
     assert f"How to support {patient.name}" in page
     for words in CARD.values():
-        assert words in page
+        assert words in visible(page).replace(" .", ".")  # the phone number is a link
+    assert '<a href="tel:5550100">555 0100</a>' in page
     assert "no driving until the next day" in page
     assert "988" in page
     assert "The kitchen, warm, not sad." in text_of(as_sam.get(f"/entries/{chosen}"))

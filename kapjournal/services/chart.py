@@ -15,8 +15,14 @@ from markupsafe import Markup
 
 WIDTH, HEIGHT = 400, 250  # the viewBox; the SVG scales to its container's width
 X0, X1, Y0, Y1 = 30, 394, 8, 226  # the plot area: left, right, top, bottom
-TICK_GAP = 14  # the least vertical room between two y-axis labels
-LABEL_CHAR = 7.5  # a generous width of one character of a 13-unit axis label
+# The labels' size in viewBox units (set on the <svg>; the text inherits it): at least
+# MIN_TEXT_PX CSS pixels on a phone, where the figure is FIGURE_PX wide (a 360 px screen less
+# the page's margins and its card's: 360 - 2 x 16 - 2 x 18 - 2 x 1) and so shrinks the picture
+# by FIGURE_PX / WIDTH.
+MIN_TEXT_PX, FIGURE_PX = 12, 290
+FONT = math.ceil(MIN_TEXT_PX * WIDTH / FIGURE_PX)  # 17
+TICK_GAP = FONT + 2  # the least vertical room between two y-axis labels
+LABEL_CHAR = FONT * 0.58  # a generous width of one character of a label
 DAY_STEPS = (1, 2, 3, 7, 14, 28, 56, 91, 182, 364)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 Row = tuple[str, int, str]
@@ -109,12 +115,12 @@ def _bands_svg(scale: _Scale, bands: Sequence[Band], dots: list[tuple[float, flo
     for index, band in enumerate(ordered):
         top = min(band.high + 1, scale.max_score) if index < len(ordered) - 1 else scale.max_score
         y, bottom = round(scale.y(top), 1), round(scale.y(band.low), 1)  # no seams between
-        reach = 6 * len(band.label) + 10  # the label's rough width at 11 units, and a point
-        hidden = any(dx > X1 - reach and y < dy < y + 20 for dx, dy in dots)
+        reach = LABEL_CHAR * len(band.label) + 10  # the label's rough width, and a point
+        hidden = any(dx > X1 - reach and y < dy < y + FONT + 8 for dx, dy in dots)
         x, anchor = (X0 + 4, "start") if hidden else (X1 - 4, "end")
         cls = f"chart-band chart-band-{index}"
         svg += _el("rect", cls, x=X0, y=y, width=X1 - X0, height=bottom - y, data_low=band.low)
-        svg += _el("text", "chart-band-label", band.label, x=x, y=y + 12, text_anchor=anchor)
+        svg += _el("text", "chart-band-label", band.label, x=x, y=y + FONT, text_anchor=anchor)
     return svg
 
 
@@ -127,7 +133,7 @@ def _y_axis_svg(scale: _Scale, bands: Sequence[Band]) -> Markup:
             kept.append(value)
     svg = _el("line", "chart-axis", x1=X0, y1=Y0, x2=X0, y2=Y1)
     for value in kept:
-        y = scale.y(value) + 4
+        y = scale.y(value) + FONT / 3  # the label's middle on its value
         svg += _el("text", "chart-label", str(value), x=X0 - 5, y=y, text_anchor="end")
     return svg
 
@@ -153,7 +159,13 @@ def _x_axis_svg(scale: _Scale) -> Markup:
         x = min(max(scale.x(_midnight(day, scale.zone)), half + 2), WIDTH - half - 2)
         if x - half > right_edge + 8:
             svg += _el(
-                "text", "chart-label", text, x=x, y=Y1 + 17, text_anchor="middle", data_date=day
+                "text",
+                "chart-label",
+                text,
+                x=x,
+                y=Y1 + FONT + 1,
+                text_anchor="middle",
+                data_date=day,
             )
             right_edge = x + half
     return svg
@@ -234,6 +246,7 @@ def trend_chart(
         xmlns="http://www.w3.org/2000/svg",
         width="100%",
         viewBox=f"0 0 {WIDTH} {HEIGHT}",
+        font_size=FONT,
         role="img",
         aria_labelledby=f"{chart_id}-title {chart_id}-desc",
     )

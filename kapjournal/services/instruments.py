@@ -8,9 +8,10 @@ here is the standard one, with the standard two-week recall and 0 to 3 answer sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from .accounts import ValidationError
-from .chart import Band
+from .chart import MONTHS, Band
 
 ANSWERS = [
     (0, "Not at all"),
@@ -176,3 +177,29 @@ def progress(scores: list[int]) -> Progress | None:
     first, latest = scores[0], scores[-1]
     response = first > 0 and latest <= first * (1 - RESPONSE_DROP)
     return Progress(first, latest, response, latest < REMISSION_BELOW)
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The result before this one, as its reader may see it."""
+
+    score: int
+    day: date  # in the reader's time zone
+
+
+def compared(
+    instrument: Instrument, score: int, earlier: Earlier | None, *, year: int, first: str = ""
+) -> str:
+    """A result next to the one before it, in words: "4, down from 9 on 18 Nov", "9, the same
+    as on 18 Nov", "12, up from 9 on 18 Nov" (with the earlier year when it is not `year`);
+    with none before, `first` or "your first PHQ-9"."""
+    if earlier is None:
+        return first or f"your first {instrument.name}"
+    on = f"{earlier.day.day} {MONTHS[earlier.day.month - 1]}"
+    if earlier.day.year != year:
+        on += f" {earlier.day.year}"
+    if score < earlier.score:
+        return f"{score}, down from {earlier.score} on {on}"
+    if score > earlier.score:
+        return f"{score}, up from {earlier.score} on {on}"
+    return f"{score}, the same as on {on}"

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from flask import Blueprint, abort, redirect, request, url_for
+from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
-from ..models import User
+from ..models import Entry, User
 from ..services import (
     accounts,
     care,
     entry_forms,
     instruments,
     measures,
+    reading,
 )
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
 from ..services.instruments import INSTRUMENTS, Instrument
-from . import render, see_other
+from . import in_viewer_zone, render, see_other
 
 bp = Blueprint("measures", __name__)
 
@@ -168,6 +171,8 @@ def result(entry_id: uuid.UUID):
         entry=entry,
         instrument=instrument,
         body=body,
+        comparison=_comparison(entry, instrument, body["score"], mine=mine),
+        scale=_own_scale(entry) if mine else None,
         band=instruments.band(instrument, body["score"]),
         mine=mine,
         safety=safety,
@@ -185,7 +190,70 @@ def result(entry_id: uuid.UUID):
     )
 
 
+def _comparison(entry: Entry, instrument: Instrument, score: int, *, mine: bool) -> str | None:
+    """This result next to the reader's previous one of the same questionnaire, in words (a
+    read of that one, when not the reader's own); None when that one does not open."""
+    dbs = db.session()
+    rows, _ = course_pages.entries_page(
+        session=dbs,
+        patient_id=entry.author_id,
+        reader_id=_me().id,
+        kinds=[entry.kind],
+        before=course_pages.Cursor.after(entry),
+        size=1,
+    )
+    earlier = None
+    if rows:
+        item = reading.open_entries(session=dbs, reader=web.reader(), rows=rows)[0]
+        if item.body is None:
+            return None
+        day = in_viewer_zone(item.entry.created_at).date()
+        earlier = instruments.Earlier(score=item.body["score"], day=day)
+    year = in_viewer_zone(entry.created_at).year
+    first = "" if mine else f"the first {instrument.name} shared with you"
+    return instruments.compared(instrument, score, earlier, year=year, first=first)
+
+
+def _own_scale(entry: Entry) -> dict | None:
+    """The chart and table of the patient's own results of this questionnaire."""
+    scales = pages.trends(web.reader(), _me())["scales"]
+    return next((s for s in scales if s["instrument"].key == entry.kind), None)
+
+
 # --- the safety plan ----------------------------------------------------------------------------
+
+# A run that may be a phone number: digits with spaces, dots, hyphens or brackets between them,
+# never across a line break, and not inside a word or a longer number.
+_PHONE_RUN = re.compile(r"(?<![\w+(])(?:\+|\()?\d[\d \u00a0().-]*\d(?!\w)", re.ASCII)
+_SHORT_NUMBERS = {"911", "988"}  # crisis and emergency lines said in three digits
+_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{4} ?- ?\d{4}", re.ASCII)
+
+
+def _phone_number(run: str) -> str | None:
+    """What to dial for a run of text, or None if it does not look like a phone number: 7
+    to 15 digits (or a three-digit crisis line), and not a date or a span of years."""
+    digits = re.sub(r"\D", "", run, flags=re.ASCII)
+    if _DATE.fullmatch(run) or not (7 <= len(digits) <= 15 or run in _SHORT_NUMBERS):
+        return None
+    return ("+" if run.startswith("+") else "") + digits
+
+
+@bp.app_template_filter("phone_links")
+def phone_links(text: str | None) -> Markup:
+    """Jinja filter for the words of a safety plan or a support card: the text, escaped, with
+    each phone number in it a tel: link (one tap to call). Built from escaped pieces only."""
+    text = text or ""
+    out, last = Markup(""), 0
+    for match in _PHONE_RUN.finditer(text):
+        run, start = match.group(0), match.start()
+        if run.startswith("(") and ")" not in run:
+            run, start = run[1:], start + 1  # "(call 555 0100)": the bracket is not dialled
+        number = _phone_number(run)
+        if number is None:
+            continue
+        out += escape(text[last:start]) + Markup('<a href="tel:{}">{}</a>').format(number, run)
+        last = match.end()
+    return out + escape(text[last:])
 
 
 @bp.app_template_global()

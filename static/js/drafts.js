@@ -376,17 +376,33 @@
     save(f, Date.now());
     if (isNew(f)) enqueue(f);
   }, true);
+  // A new entry the server did not take, with an error page (a 400 when the form outlived its
+  // login, a 5xx): the page is not swapped in over the form. Its words wait in the queue, and
+  // what the queue says about them is the one message the person reads.
+  const refused = (x) => x.status >= 400 && x.status != 422;
+  const newEntryOf = (e) => {
+    const f = (e.detail.requestConfig || {}).elt;
+    return f && f.elements && isNew(f) && e.detail.xhr ? f : null;
+  };
+  on("htmx:beforeSwap", (e) => {
+    if (newEntryOf(e) && refused(e.detail.xhr)) e.detail.shouldSwap = false;
+  });
   // The answer to a new entry sent by htmx: the entry's page, or a 422, ends its wait.
   on("htmx:afterRequest", (e) => {
-    const f = (e.detail.requestConfig || {}).elt, x = e.detail.xhr;
-    if (!f || !f.elements || !isNew(f) || !x) return;
+    const f = newEntryOf(e), x = e.detail.xhr;
+    if (!f) return;
     const id = f.elements.client_id.value, path = x.responseURL && new URL(x.responseURL).pathname;
     if (x.status == 422 || (x.status == 200 && ENTRY.test(path))) return drop(id);
     const why = !x.status ? "offline" : path == "/login" ? "login" : "later";
-    if (!x.status) { // nothing came back: the words are in the queue; a clean form
+    if (!x.status || refused(x)) { // not taken: the words are in the queue; a clean form
       later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));
-      f.reset(), freshId(f), say(f, saved(1, why));
+      f.reset(), freshId(f);
     }
+    if (refused(x)) { // ask once why (a login that ended, or the server), and say only that
+      const told = () => say(f, d.getElementById("queue-note")?.firstChild.nodeValue || "");
+      return later(() => 0).then(sync).then(told);
+    }
+    if (!x.status) say(f, saved(1, why));
     later(() => db("queue", (s) => s.count())).then((n) => note({ sent: {}, left: n, why }));
   });
   // Leaving by other means (closing the tab, switching apps, a reload): start a save of any

@@ -246,7 +246,8 @@ def test_thoughts_of_self_harm_bring_the_safety_plan_first_and_a_flag_the_therap
     expect(tablet.get_by_text("Safety flag")).to_have_count(0)
 
     expect(access_log(phone)).to_contain_text(
-        f"{therapist.name} checked the safety question of an entry"
+        f"{therapist.name} looked at the safety check of your PHQ-9 (only whether you answered "
+        "question 9 above “Not at all”: not your answers, not your score)"
     )
 
 

@@ -81,6 +81,11 @@ def register(page, link: str, *, name: str, email: str) -> None:
     expect(heading(page)).to_have_text("Save your recovery code")
     page.get_by_label("I have saved my recovery code somewhere safe").check()
     page.get_by_role("button", name="Continue").click()
+    # A new supporter is welcomed once, in words that fit someone without a journal.
+    expect(heading(page)).to_have_text(f"Welcome, {name}")
+    expect(page.get_by_text("You do not keep a journal here")).to_be_visible()
+    assert_fits_the_screen(page)
+    nav(page).get_by_role("link", name="Home").click()
     expect(heading(page)).to_have_text(f"Hello, {name}")
     assert_fits_the_screen(page)
 
@@ -100,7 +105,10 @@ def test_patient_invites_supporter_reads_on_a_phone_then_patient_revokes(
     as_sam.get_by_role("link", name="Pat Quinn").click()
     expect(heading(as_sam)).to_have_text("Supporting Pat Quinn")
     # Chosen before Sam had a key: waiting until Pat's next request wraps it for Sam.
-    expect(as_sam.get_by_text("2 more entries will appear")).to_be_visible()
+    expect(
+        as_sam.get_by_text("Pat Quinn has shared a support card with you; it will appear when")
+    ).to_be_visible()
+    expect(as_sam.get_by_text("1 more entry will appear")).to_be_visible()
 
     as_patient.goto("/journal")  # Pat's next request
     as_sam.reload()
