@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from ..models import (
+    MEASURE_KINDS,
     Annotation,
     Entry,
     EntryFlag,
@@ -156,6 +157,64 @@ def set_entry_discussed(*, session: Session, flag: EntryFlag, by: User, discusse
     )
 
 
+# --- what was shared since the last integration session --------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedSince:
+    """What a patient shared with a therapist since their last integration session (the latest
+    one that took place; `since` None: since they joined): entries (the patient page lists
+    them) and questionnaire results (under their questionnaires). Counted by when an entry was
+    shared, not when it was written, and only while the therapist may still read it."""
+
+    since: datetime | None
+    entries: int = 0
+    questionnaires: int = 0
+
+
+def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dict:
+    """{patient id: SharedSince} for the caseload and the patient page, so both say the same:
+    one statement, whatever the number of patients and entries."""
+    since = (
+        select(func.max(TreatmentSession.scheduled_at))
+        .where(
+            TreatmentSession.patient_id == User.id,
+            TreatmentSession.kind == "integration",
+            TreatmentSession.status != "cancelled",
+            TreatmentSession.scheduled_at <= utcnow(),
+        )
+        .correlate(User)
+        .scalar_subquery()
+    )
+    query = select(
+        User.id,
+        since,
+        _shared_count(therapist, since, questionnaires=False),
+        _shared_count(therapist, since, questionnaires=True),
+    ).where(col(User.id).in_(list(patient_ids)))
+    return {
+        patient_id: SharedSince(since=at, entries=entries, questionnaires=results)
+        for patient_id, at, entries, results in session.exec(query)
+    }
+
+
+def _shared_count(therapist: User, since, *, questionnaires: bool):
+    measure = col(Entry.kind).in_(MEASURE_KINDS)
+    return (
+        select(func.count(Grant.id))
+        .join(Entry, Entry.id == Grant.entry_id)
+        .where(
+            Entry.author_id == User.id,
+            Grant.reader_id == therapist.id,
+            col(Grant.wrapped_key).is_not(None),
+            measure if questionnaires else ~measure,
+            or_(since.is_(None), Grant.created_at > since),
+        )
+        .correlate(User)
+        .scalar_subquery()
+    )
+
+
 # --- the caseload -------------------------------------------------------------------------------
 
 
@@ -177,6 +236,7 @@ class CaseloadRow:
     practices: int = 0
     practice_days: int = 0  # days ticked since the last integration session
     safety_flags: list = field(default_factory=list)  # measures.Flag, not yet acknowledged
+    shared_since: SharedSince | None = None  # how many of `shared`, in words on the page
 
     @property
     def needs_attention(self) -> bool:
@@ -221,6 +281,9 @@ def caseload(
         row.last_integration = last_integration(mine, now)
         row.safety_flags = flagged.get(row.patient.id, [])
     _add_shared(session, therapist, ids, rows)
+    counts = shared_since(session=session, therapist=therapist, patient_ids=ids)
+    for row in rows.values():
+        row.shared_since = counts[row.patient.id]
     # Counted as the agenda shows them: a flagged note on a flagged entry is part of it.
     flagged_entries = set()
     for flag in entry_flags(session=session, therapist_id=therapist.id, patient_ids=ids):

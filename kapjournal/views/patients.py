@@ -33,6 +33,11 @@ def _page(patient, *, errors=None, form=None, status=200):
     context = pages.course(reader, patient, before=before, kinds=_kinds() or None)
     first = before is None
     safety_flags = pages.safety_flags(web.me(), reader, patient) if first else []
+    shared = (
+        workspace.shared_since(session=dbs, therapist=web.me(), patient_ids=[patient.id])
+        if first
+        else {}
+    )
     current = pages.practices_of(reader, patient) if first else []
     dbs.commit()  # routine safety checks were marked seen
     return render(
@@ -44,6 +49,7 @@ def _page(patient, *, errors=None, form=None, status=200):
         practices=current,
         kinds=_kinds(),
         safety_flags=safety_flags,
+        shared=shared.get(patient.id),
         errors=errors or {},
         form=form or {},
         status=status,

@@ -152,8 +152,9 @@ def test_patient_shares_a_reflection_the_therapist_reads_until_sharing_stops(liv
     )
     session.select_option(str(session_id))
     page.get_by_role("group", name="Who may read it").get_by_label(therapist.name).check()
-    page.get_by_text("Some questions, if they help").click()
-    question = page.locator("details.prompts label").first.inner_text()
+    prompt = page.locator("details.prompt-chip > summary").first  # a chip opens its answer
+    question = prompt.inner_text()
+    prompt.click()
     page.get_by_label(question).fill("The colours.")
     page.get_by_role("group", name="Mood").get_by_label("Good", exact=True).check()
     page.get_by_role("button", name="Save").click()

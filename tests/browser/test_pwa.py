@@ -95,7 +95,7 @@ def test_chromium_finds_the_app_installable_with_its_shortcuts(
             == "default"
         )
         assert (
-            page.locator('meta[name="theme-color"]').get_attribute("content")
+            page.locator('meta[name="theme-color"][media*="light"]').get_attribute("content")
             == manifest["theme_color"]
         )
         touch_icon = page.locator('link[rel="apple-touch-icon"]').get_attribute("href")
