@@ -81,6 +81,7 @@ def _register_blueprints(app: Flask) -> None:
         account,
         auth,
         care,
+        export,
         home,
         integration,
         journal,
@@ -97,7 +98,7 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (integration, leaving, measures, offline, push, welcome)
+    modules += (export, integration, leaving, measures, offline, push, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

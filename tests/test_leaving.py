@@ -128,7 +128,12 @@ def test_a_patient_account_is_shredded_and_the_log_still_verifies(
     assert rows(app, ItemKey) == 0  # no key left to a note or practice that is gone
     assert chain_intact(app)
     assert rows(app, AuditEvent, AuditEvent.action == "account_deleted") == 1
-    assert as_therapist.get(f"/entries/{shared}").status_code == 404
+    # The therapist's old link: the one 404 a missing or unshared entry gets, which says that
+    # it may have been deleted, and nothing that tells the two apart.
+    gone, never = (as_therapist.get(f"/entries/{i}") for i in (shared, uuid.uuid4()))
+    assert gone.status_code == never.status_code == 404
+    assert main_text(gone) == main_text(never)
+    assert "It may have been deleted, or it is not shared with you" in main_text(gone)
     assert "Pat Quinn" not in as_therapist.get("/home").get_data(as_text=True)
     assert patient.name not in client_for(app, supporter).get("/home").get_data(as_text=True)
     again = post(app.test_client(), "/login", {"email": patient.email, "password": PASSWORD})
@@ -251,3 +256,10 @@ def test_only_a_patient_deletes_entries_in_bulk(app, therapist, supporter):
     for persona in (therapist, supporter):
         assert client_for(app, persona).get("/entries/delete-many").status_code == 404
     assert app.test_client().get("/account/delete").status_code == 302  # log in first
+
+
+def main_text(response) -> str:
+    """The words of a page's <main>, tags and spacing left out."""
+    page = response.get_data(as_text=True)
+    main = page[page.index("<main") : page.index("</main>")]
+    return " ".join(re.sub(r"<[^>]+>", " ", main).split())

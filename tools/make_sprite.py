@@ -53,6 +53,7 @@ ICONS = [
     "car",
     "download",
     "trash-2",
+    "upload",  # Import a journal
 ]
 _BODY = re.compile(r"<svg[^>]*>(.*)</svg>", re.S)
 # On each symbol: a <use> clones the symbol, not the sprite's root, so nothing is inherited.

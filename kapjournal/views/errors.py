@@ -13,10 +13,16 @@ from . import render
 
 log = logging.getLogger(__name__)
 
+# The same words whether a thing never existed, was deleted (a patient who left) or is not, or
+# no longer, shared with the reader: nothing here tells those apart.
+NOT_HERE = (
+    "There is nothing here for you. It may have been deleted, or it is not shared with you,"
+    " or no longer."
+)
 MESSAGES = {
     400: ("Something was wrong with that request", "Please go back and try again."),
-    404: ("Page not found", "There is nothing here, or it is not shared with you."),
-    405: ("Page not found", "There is nothing here, or it is not shared with you."),
+    404: ("Page not found", NOT_HERE),
+    405: ("Page not found", NOT_HERE),
     410: ("This link has expired", "Ask for a new one."),
     413: ("That was too long to send", "Please shorten it and try again."),
     422: ("Please check what you entered", "Some of it could not be accepted."),

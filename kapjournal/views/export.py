@@ -1,0 +1,135 @@
+"""Taking the words out and bringing them in (DESIGN §11): a patient downloads their journal
+(after their password) and imports one from another kapjournal server; a therapist downloads
+the clinical record of a patient on their care team. The ZIPs are built in memory by
+services/export.py and sent from there: nothing is written to the server's disk."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import datetime
+
+from flask import Blueprint, Response, request
+from sqlalchemy.exc import IntegrityError
+from werkzeug.formparser import FormDataParser
+
+from .. import db, policy, web
+from ..login import NOT_YOUR_PASSWORD, limit_password_checks, password_ok
+from ..services import export, importing
+from . import form_text, render, viewer_zone
+
+bp = Blueprint("export", __name__)
+
+_CHUNK = 64 * 1024
+# A request up to twice the largest journal.json is read (in memory) and answered with a clear
+# message; a larger one is refused before it is read (413, the app's error page).
+_UPLOAD_CAP = 2 * importing.MAX_BYTES
+TOO_LARGE = (
+    f"This file is larger than {importing.MAX_BYTES // (1024 * 1024)} MB, more than a "
+    "journal.json from kapjournal can be. Choose the journal.json from your download."
+)
+
+
+class _InMemoryFormParser(FormDataParser):
+    """Uploaded files stay in memory. Werkzeug puts a file over 500 KB in a temporary file,
+    on disk; an uploaded journal is someone's words in clear."""
+
+    def __init__(self, stream_factory=None, **options):
+        super().__init__(stream_factory=_memory_stream, **options)
+
+
+def _memory_stream(total_content_length, content_type, filename, content_length=None):
+    return io.BytesIO()
+
+
+@bp.url_value_preprocessor
+def _uploads_stay_in_memory(endpoint: str | None, _values) -> None:
+    """Before anything reads the form (the CSRF check reads it first): an import's upload is
+    parsed in memory, up to the size an import accepts."""
+    if endpoint == "export.import_journal":
+        request.form_data_parser_class = _InMemoryFormParser
+        request.max_content_length = _UPLOAD_CAP
+
+
+def _zip(archive: io.BytesIO, name: str) -> Response:
+    """The ZIP as a download, sent from memory in chunks, stored by no browser or proxy."""
+    size = archive.getbuffer().nbytes
+    response = Response(iter(lambda: archive.read(_CHUNK), b""), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Content-Length"] = str(size)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _today() -> str:
+    return datetime.now(viewer_zone()).date().isoformat()
+
+
+@bp.route("/account/export", methods=["GET", "POST"])
+@policy.allow("patient")
+@limit_password_checks
+def download():
+    """The patient's whole journal as a ZIP, after their password (it holds everything)."""
+    if request.method == "GET":
+        return render("export/download.html", errors={})
+    if not password_ok(form_text("password", 1000)):
+        return render("export/download.html", errors={"password": NOT_YOUR_PASSWORD}, status=422)
+    dbs = db.session()
+    archive = export.journal_archive(session=dbs, reader=web.reader(), zone=viewer_zone())
+    dbs.commit()
+    return _zip(archive, f"journal-{_today()}.zip")
+
+
+@bp.post("/patients/<uuid:patient_id>/export")
+@policy.allow("therapist")
+def clinical_record(patient_id: uuid.UUID):
+    """For a therapist on the patient's care team: the clinical record as a ZIP."""
+    dbs = db.session()
+    patient = policy.get_patient_for(session=dbs, user=web.me(), patient_id=patient_id)
+    archive = export.clinical_record(
+        session=dbs, reader=web.reader(), patient=patient, zone=viewer_zone()
+    )
+    dbs.commit()
+    return _zip(archive, f"clinical-record-{_today()}.zip")
+
+
+@bp.route("/account/import", methods=["GET", "POST"])
+@policy.allow("patient")
+def import_journal():
+    """A journal.json from a kapjournal download, into this account."""
+    if request.method == "GET":
+        return _import_page()
+    upload = request.files.get("journal")
+    if upload is None or not upload.filename:
+        return _refused("Choose the journal.json file from your download.", 422)
+    raw = upload.read(importing.MAX_BYTES + 1)
+    if len(raw) > importing.MAX_BYTES:
+        return _refused(TOO_LARGE, 413)
+    try:
+        journal_in = importing.parse(raw)
+    except importing.Refused as exc:
+        return _refused(str(exc), 422)
+    dbs = db.session()
+    try:
+        done = importing.import_journal(session=dbs, patient=web.me(), journal_in=journal_in)
+    except IntegrityError:
+        # The same file imported at the same moment (two taps, a retry): the other one made
+        # the entries; this run now finds them there.
+        dbs.rollback()
+        done = importing.import_journal(session=dbs, patient=web.me(), journal_in=journal_in)
+    dbs.commit()
+    return _import_page(done=done)
+
+
+def _refused(message: str, status: int) -> Response:
+    return _import_page(errors={"journal": message}, status=status)
+
+
+def _import_page(*, errors=None, done=None, status: int = 200) -> Response:
+    return render(
+        "export/import.html",
+        errors=errors or {},
+        done=done,
+        max_mb=importing.MAX_BYTES // (1024 * 1024),
+        status=status,
+    )
