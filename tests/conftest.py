@@ -9,6 +9,7 @@ import re
 import secrets
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from werkzeug.serving import make_server
 
 from kapjournal import create_app, crypto, db
 from kapjournal.models import User
-from kapjournal.services import accounts, care, support, totp
+from kapjournal.services import accounts, care, journal, support, totp
 
 # A live server checks for shutdown this often: the default (0.5 s) made every test with a
 # server wait that long in its teardown.
@@ -395,3 +396,26 @@ def in_parallel(count: int, action: Callable[[int], object]) -> list:
     for thread in threads:
         thread.join(timeout=120)
     return results
+
+
+def write_entry(
+    app, patient: Persona, text: str, *, readers=(), session_id=None, when=None
+) -> uuid.UUID:
+    """A reflection through the real service (encrypted, wrapped to `readers`, logged), written
+    `when` if given; its id."""
+    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
+        author = session.get(User, patient.id)
+        entry, _ = journal.create(
+            session=session,
+            author=author,
+            kind="reflection",
+            body={"text": text, "answers": []},
+            client_id=uuid.uuid4(),
+            session_id=session_id,
+            readers=[session.get(User, r.id) for r in readers],
+        )
+        if when is not None:
+            entry.created_at = when
+            session.add(entry)
+        session.commit()
+        return entry.id

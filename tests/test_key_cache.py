@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
 
-from conftest import login, post
+from conftest import login, post, write_entry
 from sqlalchemy import event
 from sqlmodel import Session, select
 
 from kapjournal import crypto, db
-from kapjournal.models import DeviceSession, Entry, Grant, User
+from kapjournal.models import DeviceSession, Entry, Grant
 from kapjournal.services import accounts, journal
-
-
-def _write(app, persona, text: str, readers=()) -> uuid.UUID:
-    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
-        author = session.get(User, persona.id)
-        others = [session.get(User, r.id) for r in readers]
-        entry, _ = journal.create(
-            session=session,
-            author=author,
-            kind="reflection",
-            body={"text": text, "answers": []},
-            client_id=uuid.uuid4(),
-            readers=others,
-        )
-        session.commit()
-        return entry.id
 
 
 def _data_key(app, persona, entry_id) -> bytes:
@@ -47,7 +30,7 @@ def _devices(app, persona) -> list[DeviceSession]:
 
 
 def test_the_cache_holds_data_keys_only_sealed_under_the_session_key(app, as_patient, patient):
-    entry_id = _write(app, patient, "the river at dawn")
+    entry_id = write_entry(app, patient, "the river at dawn")
     assert "the river at dawn" in as_patient.get("/journal").get_data(as_text=True)
     (device,) = _devices(app, patient)
     assert device.key_cache, "the timeline did not keep the key it opened"
@@ -57,7 +40,7 @@ def test_the_cache_holds_data_keys_only_sealed_under_the_session_key(app, as_pat
 
 
 def test_a_cached_key_spares_the_unwrap_but_a_new_device_must_unwrap(app, as_patient, patient):
-    entry_id = _write(app, patient, "quiet after the storm")
+    entry_id = write_entry(app, patient, "quiet after the storm")
     assert "quiet after the storm" in as_patient.get("/journal").get_data(as_text=True)
     with app.app_context(), Session(db.engine()) as session:
         grant = journal.grant_of(session=session, entry_id=entry_id, reader_id=patient.id)
@@ -77,7 +60,7 @@ def test_a_cached_key_spares_the_unwrap_but_a_new_device_must_unwrap(app, as_pat
 def test_a_revoked_reader_gets_404_even_with_the_key_in_their_cache(
     app, as_patient, as_therapist, patient, therapist
 ):
-    entry_id = _write(app, patient, "for my therapist", readers=[therapist])
+    entry_id = write_entry(app, patient, "for my therapist", readers=[therapist])
     page = as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
     assert "for my therapist" in page
     response = post(as_patient, f"/entries/{entry_id}/revoke", {"reader_id": str(therapist.id)})
@@ -90,7 +73,7 @@ def test_a_revoked_reader_gets_404_even_with_the_key_in_their_cache(
 
 
 def test_the_cache_ends_with_the_session(app, as_patient, patient):
-    _write(app, patient, "gone at logout")
+    write_entry(app, patient, "gone at logout")
     as_patient.get("/journal")
     assert _devices(app, patient)
     assert post(as_patient, "/logout", token_from="/account").status_code == 303
@@ -100,7 +83,7 @@ def test_the_cache_ends_with_the_session(app, as_patient, patient):
 def test_a_cached_key_opens_nothing_once_the_grant_is_no_longer_live(
     app, as_therapist, patient, therapist
 ):
-    entry_id = _write(app, patient, "waiting words", readers=[therapist])
+    entry_id = write_entry(app, patient, "waiting words", readers=[therapist])
     assert "waiting words" in as_therapist.get(f"/patients/{patient.id}").get_data(as_text=True)
     with app.app_context(), Session(db.engine()) as session:
         grant = journal.grant_of(session=session, entry_id=entry_id, reader_id=therapist.id)
@@ -113,7 +96,7 @@ def test_a_cached_key_opens_nothing_once_the_grant_is_no_longer_live(
 
 def test_a_warm_cache_reads_no_wrapped_keys(app, as_patient, patient):
     for n in range(3):
-        _write(app, patient, f"entry {n}")
+        write_entry(app, patient, f"entry {n}")
 
     def wraps_read(path: str) -> int:
         """How many statements of one request load wrapped keys for the timeline."""

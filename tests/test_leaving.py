@@ -8,7 +8,7 @@ import re
 import uuid
 from datetime import timedelta
 
-from conftest import PASSWORD, Persona, login, post
+from conftest import PASSWORD, Persona, login, post, write_entry
 from sqlmodel import Session, func, select
 
 from kapjournal import db
@@ -24,7 +24,7 @@ from kapjournal.models import (
     User,
     utcnow,
 )
-from kapjournal.services import annotations, audit, journal, practices
+from kapjournal.services import annotations, audit, practices
 
 PHRASE = "delete my account"
 
@@ -42,25 +42,6 @@ def database(app):
 def rows(app, model, *where) -> int:
     with app.app_context(), Session(db.engine()) as session:
         return session.exec(select(func.count()).select_from(model).where(*where)).one()
-
-
-def write(app, patient: Persona, text: str, *, readers=(), session_id=None, when=None):
-    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
-        author = session.get(User, patient.id)
-        entry, _ = journal.create(
-            session=session,
-            author=author,
-            kind="reflection",
-            body={"text": text, "answers": []},
-            client_id=uuid.uuid4(),
-            session_id=session_id,
-            readers=[session.get(User, r.id) for r in readers],
-        )
-        if when is not None:
-            entry.created_at = when
-            session.add(entry)
-        session.commit()
-        return entry.id
 
 
 def delete_account(client, **data):
@@ -85,8 +66,8 @@ def test_deleting_asks_for_the_password_and_the_typed_words_and_says_what_happen
 def test_a_patient_account_is_shredded_and_the_log_still_verifies(
     app, patient, therapist, supporter
 ):
-    shared = write(app, patient, "Shared words.", readers=[therapist, supporter])
-    write(app, patient, "Private words.")
+    shared = write_entry(app, patient, "Shared words.", readers=[therapist, supporter])
+    write_entry(app, patient, "Private words.")
     as_therapist = client_for(app, therapist)
     assert as_therapist.get(f"/entries/{shared}").status_code == 200
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
@@ -143,7 +124,7 @@ def test_a_patient_account_is_shredded_and_the_log_still_verifies(
 def test_a_supporter_leaves_and_the_patients_next_request_locks_their_entries_anew(
     app, patient, supporter
 ):
-    shared = write(app, patient, "For Sue.", readers=[supporter])
+    shared = write_entry(app, patient, "For Sue.", readers=[supporter])
     with app.app_context(), Session(db.engine()) as session:
         version = session.get(Entry, shared).version
     assert delete_account(client_for(app, supporter)).status_code == 200
@@ -159,7 +140,7 @@ def test_a_supporter_leaves_and_the_patients_next_request_locks_their_entries_an
 def test_a_therapist_who_is_a_patients_only_therapist_must_leave_their_care_team_first(
     app, patient, therapist
 ):
-    shared = write(app, patient, "For the care team.", readers=[therapist])
+    shared = write_entry(app, patient, "For the care team.", readers=[therapist])
     client = client_for(app, therapist)
     page = client.get("/account/delete").get_data(as_text=True)
     assert "You are the only therapist of" in page and patient.name in page
@@ -188,9 +169,9 @@ def test_a_patient_deletes_every_entry_of_a_session_after_seeing_how_many(
         session.add(treatment)
         session.commit()
     for n in range(3):
-        write(app, patient, f"About the session {n}.", session_id=treatment.id)
-    kept = write(app, patient, "Not about it.")
-    theirs = write(app, stranger_patient, "Someone else's.")
+        write_entry(app, patient, f"About the session {n}.", session_id=treatment.id)
+    kept = write_entry(app, patient, "Not about it.")
+    theirs = write_entry(app, stranger_patient, "Someone else's.")
     client = client_for(app, patient)
     asked = post(
         client,
@@ -216,8 +197,8 @@ def test_a_patient_deletes_every_entry_of_a_session_after_seeing_how_many(
 def test_a_patient_deletes_everything_before_a_day(app, patient):
     old = utcnow() - timedelta(days=40)
     for n in range(2):
-        write(app, patient, f"Old {n}.", when=old)
-    write(app, patient, "Today.")
+        write_entry(app, patient, f"Old {n}.", when=old)
+    write_entry(app, patient, "Today.")
     client = client_for(app, patient)
     day = (utcnow() - timedelta(days=10)).date().isoformat()
     asked = post(client, "/entries/delete-many", {"before": day}, token_from="/entries/delete-many")

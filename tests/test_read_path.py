@@ -15,13 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Persona, login, make_user, post
+from conftest import Persona, login, make_user, post, write_entry
 from sqlalchemy import event, insert
 from sqlmodel import Session, select
 
 from kapjournal import crypto, db
 from kapjournal.models import AuditEvent, Entry, Grant, User, utcnow
-from kapjournal.services import journal, support, timeline
+from kapjournal.services import support, timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = {  # SQL statements per page, request pipeline included (DESIGN §9)
@@ -56,26 +56,6 @@ def client_for(app, persona: Persona):
     client = app.test_client()
     login(client, persona)
     return client
-
-
-def write(app, patient: Persona, text: str, *, readers=(), when=None) -> uuid.UUID:
-    """An entry through the real service (encrypted, wrapped, logged)."""
-    with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
-        author = session.get(User, patient.id)
-        people = [session.get(User, r.id) for r in readers]
-        entry, _ = journal.create(
-            session=session,
-            author=author,
-            kind="reflection",
-            body={"text": text, "answers": []},
-            client_id=uuid.uuid4(),
-            readers=people,
-        )
-        if when is not None:
-            entry.created_at = when
-            session.add(entry)
-        session.commit()
-        return entry.id
 
 
 def bury(app, patient: Persona, therapist: Persona, count: int) -> None:
@@ -131,8 +111,8 @@ def statements_per_page(app, database, clients: dict, pages: dict) -> dict:
 def test_each_page_costs_the_same_statements_at_20_and_20000_entries_within_budget(
     app, database, patient, therapist, supporter
 ):
-    newest = [write(app, patient, f"Entry {n}.", readers=[therapist]) for n in range(20)]
-    for_supporter = write(app, patient, "For Sue.", readers=[supporter])
+    newest = [write_entry(app, patient, f"Entry {n}.", readers=[therapist]) for n in range(20)]
+    for_supporter = write_entry(app, patient, "For Sue.", readers=[supporter])
     clients = {p.role: client_for(app, p) for p in (patient, therapist, supporter)}
     pages = {
         "patient's timeline": ("patient", "/journal"),
@@ -155,7 +135,7 @@ def test_show_earlier_brings_the_next_page_without_javascript_and_in_place_with_
 ):
     start = utcnow() - timedelta(days=30)
     ids = [
-        write(app, patient, f"Entry number {n}.", when=start + timedelta(hours=n))
+        write_entry(app, patient, f"Entry number {n}.", when=start + timedelta(hours=n))
         for n in range(45)
     ]
     client = client_for(app, patient)
@@ -180,7 +160,7 @@ def test_entries_written_at_the_same_instant_are_neither_lost_nor_repeated_acros
     app, patient
 ):
     same = utcnow() - timedelta(days=1)
-    written = {write(app, patient, f"Twin {n}.", when=same) for n in range(25)}
+    written = {write_entry(app, patient, f"Twin {n}.", when=same) for n in range(25)}
     client = client_for(app, patient)
     seen: list[str] = []
     path = "/journal"
@@ -193,7 +173,7 @@ def test_entries_written_at_the_same_instant_are_neither_lost_nor_repeated_acros
 
 
 def test_a_cursor_that_is_nonsense_shows_the_first_page(app, patient):
-    write(app, patient, "Only one.")
+    write_entry(app, patient, "Only one.")
     page = client_for(app, patient).get("/journal?before=not-a-cursor")
     assert page.status_code == 200 and "Only one." in page.get_data(as_text=True)
 
@@ -202,9 +182,9 @@ def test_search_opens_at_most_a_few_hundred_entries_and_offers_to_search_earlier
     app, patient, therapist
 ):
     start = utcnow() - timedelta(days=400)
-    old = write(app, patient, "The heron at the lake.", when=start)
+    old = write_entry(app, patient, "The heron at the lake.", when=start)
     for n in range(timeline.SCAN_LIMIT + 10):
-        write(app, patient, f"Ordinary day {n}.", when=start + timedelta(hours=n + 1))
+        write_entry(app, patient, f"Ordinary day {n}.", when=start + timedelta(hours=n + 1))
     client = client_for(app, patient)
     form_page = client.get("/journal/search").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', form_page).group(1)
@@ -221,12 +201,12 @@ def test_search_opens_at_most_a_few_hundred_entries_and_offers_to_search_earlier
 
 def test_the_access_log_comes_a_page_at_a_time(app, patient):
     for n in range(30):  # each write is one event; 60 events in all with the shares below
-        write(app, patient, f"Entry {n}.")
+        write_entry(app, patient, f"Entry {n}.")
     client = client_for(app, patient)
     page = client.get("/journal/log").get_data(as_text=True)
     assert visible(page).count("You wrote") == 30 and "Show earlier events" not in page
     for n in range(30, 60):
-        write(app, patient, f"Entry {n}.")
+        write_entry(app, patient, f"Entry {n}.")
     page = client.get("/journal/log").get_data(as_text=True)
     assert visible(page).count("You wrote") == 50
     earlier = re.search(r'href="(/journal/log\?before=\d+)"', page).group(1)
@@ -243,7 +223,7 @@ def pending_work(app, patient: Persona) -> bool:
 
 
 def test_waiting_work_is_flagged_when_queued_and_done_on_the_patients_next_request(app, patient):
-    entry_id = write(app, patient, "For my friend.")
+    entry_id = write_entry(app, patient, "For my friend.")
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         me = session.get(User, patient.id)
         issued = support.invite(
@@ -266,7 +246,7 @@ def test_waiting_work_is_flagged_when_queued_and_done_on_the_patients_next_reque
 def test_a_supporter_leaving_flags_the_re_encryption_for_the_patients_next_request(
     app, patient, supporter
 ):
-    entry_id = write(app, patient, "Shared then left.", readers=[supporter])
+    entry_id = write_entry(app, patient, "Shared then left.", readers=[supporter])
     with app.app_context(), Session(db.engine()) as session:
         version = session.get(Entry, entry_id).version
     as_supporter = client_for(app, supporter)
@@ -280,7 +260,7 @@ def test_a_supporter_leaving_flags_the_re_encryption_for_the_patients_next_reque
 
 
 def test_a_page_read_twice_in_a_day_is_one_event_and_actions_read_nothing(app, patient, therapist):
-    entry_id = write(app, patient, "Read me.", readers=[therapist])
+    entry_id = write_entry(app, patient, "Read me.", readers=[therapist])
     as_therapist = client_for(app, therapist)
     for _ in range(3):
         as_therapist.get(f"/patients/{patient.id}")
