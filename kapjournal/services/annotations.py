@@ -69,12 +69,7 @@ def find_paragraph(paragraphs: list[Paragraph], index: int, digest: str) -> Para
 def paragraphs_of(kind: str, body: dict) -> list[Paragraph]:
     """An entry's text as numbered paragraphs (split on blank lines), field by field in the
     order the entry shows them, then prompt answers. The numbering is what notes anchor to."""
-    if kind == "intention":
-        fields = [(name, label) for name, label, _ in entry_forms.INTENTION_FIELDS]
-    elif kind in entry_forms.FIELDS_OF:
-        fields = [(name, label) for name, label, _ in entry_forms.FIELDS_OF[kind]]
-    else:
-        fields = [("text", "")]
+    fields = entry_forms.labelled_fields(kind)
     sections = [(label, body.get(name)) for name, label in fields]
     sections += [
         (str(a.get("prompt", "")), a.get("answer"))

@@ -102,6 +102,16 @@ MOODS = [(1, "Very low"), (2, "Low"), (3, "Okay"), (4, "Good"), (5, "Very good")
 MOOD_FACES = {1: "frown", 2: "annoyed", 3: "meh", 4: "smile", 5: "laugh"}
 
 
+def labelled_fields(kind: str) -> list[tuple[str, str]]:
+    """An entry body's text fields as (name, label), in the order its page shows them (a
+    reflection, a check-in and a free entry: one unlabelled "text")."""
+    if kind == "intention":
+        return [(name, label) for name, label, _ in INTENTION_FIELDS]
+    if kind in FIELDS_OF:
+        return [(name, label) for name, label, _ in FIELDS_OF[kind]]
+    return [("text", "")]
+
+
 def prompts_for(kind: str, today: date | None = None, count: int = 3) -> list[str]:
     """A few prompts that rotate day by day; never required."""
     pool = INTENTION_PROMPTS if kind == "intention" else REFLECTION_PROMPTS

@@ -153,12 +153,7 @@ def _aware(value: datetime) -> datetime:
 def sections_of(kind: str, body: dict) -> list[tuple[str, str]]:
     """The words of an entry body as (heading, text), in the order the entry page shows them
     (text exactly as written), then the prompt answers."""
-    if kind == "intention":
-        fields = [(name, label) for name, label, _ in entry_forms.INTENTION_FIELDS]
-    elif kind in entry_forms.FIELDS_OF:
-        fields = [(name, label) for name, label, _ in entry_forms.FIELDS_OF[kind]]
-    else:
-        fields = [("text", "")]
+    fields = entry_forms.labelled_fields(kind)
     found = [
         (label, body[name])
         for name, label in fields
