@@ -263,6 +263,7 @@ def test_pages_fit_a_phone_at_200_percent_zoom(live_app, new_context):
         page.goto(path)
         assert_fits_the_screen(page)
     log_in(page, patient.email)
+    expect(heading(page)).to_have_text("Your journal")  # logged in before going on
     for path in (
         "/journal",
         "/entries/new?kind=reflection",
