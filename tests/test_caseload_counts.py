@@ -168,7 +168,7 @@ def test_before_any_integration_session_everything_shared_counts_so_far(app, the
     texts = {words(card).split(" ")[0]: sentences(card) for card in caseload_cards(as_therapist)}
     assert texts == {
         "Pat": ["2 entries shared with you so far (no integration session yet)"],
-        "Quinn": ["0 entries shared with you so far (no integration session yet)"],
+        "Quinn": ["Nothing new shared with you so far (no integration session yet)"],
     }
     page = as_therapist.get(f"/patients/{quiet.id}").get_data(as_text=True)
     assert sentences(page) == texts["Quinn"]
