@@ -286,6 +286,37 @@ def test_dark_mode_and_reduced_motion_are_respected(live_app, new_context):
     assert style == {"bg": "rgb(20, 27, 31)", "fg": "rgb(228, 232, 230)", "transition": "0s"}
 
 
+def test_the_journal_first_loads_in_at_most_60_kb_compressed_with_icons_and_styles(
+    live_app, new_context
+):
+    """Issue 13's budget: the journal page with everything it loads (HTML, CSS, scripts, the
+    icon sprite, images; no web font), nothing from the browser's cache, gzip-compressed."""
+    patient, _therapist = patient_and_therapist(live_app)
+    for n in range(20):  # a full first page of entries
+        with live_app.app_context(), Session(db.engine()) as session:
+            journal.create(
+                session=session,
+                author=session.get(User, patient.id),
+                kind="reflection",
+                body={"text": f"Day {n}: the walk by the river, slowly. " * 8, "answers": []},
+                client_id=uuid.uuid4(),
+                readers=[],
+            )
+            session.commit()
+    page = new_context(**PHONE).new_page()
+    log_in(page, patient.email)
+    expect(heading(page)).to_have_text("Your journal")
+    page.context.new_cdp_session(page).send("Network.setCacheDisabled", {"cacheDisabled": True})
+    loaded = {}
+    page.on("response", lambda r: loaded.setdefault(r.url, r))
+    page.goto("/journal")
+    page.wait_for_load_state("networkidle")
+    sizes = {url: len(gzip.compress(r.body(), 9)) for url, r in loaded.items() if r.ok}
+    assert any(url.endswith("/journal") for url in sizes)
+    assert any("sprite.svg" in url for url in sizes) and any(".css" in url for url in sizes)
+    assert sum(sizes.values()) <= 60_000, sizes
+
+
 def test_a_first_visit_loads_at_most_20_kb_of_compressed_javascript(live_app, new_context):
     page = new_context(**PHONE).new_page()
     scripts = {}
