@@ -48,7 +48,7 @@ def log_in(page, base: str, account: list) -> None:
             totp.code_at(account[2].removeprefix("totp:"), totp.current_step())
         )
         page.get_by_role("button", name="Continue").click()
-    page.wait_for_selector("nav[aria-label=Main] a[href=\"/account\"]", state="attached")
+    page.wait_for_selector('nav[aria-label=Main] a[href="/account"]', state="attached")
 
 
 def shoot(page, base: str, path: str, out: Path) -> None:

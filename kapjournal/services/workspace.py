@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -174,45 +174,53 @@ class SharedSince:
 
 def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dict:
     """{patient id: SharedSince} for the caseload and the patient page, so both say the same:
-    one statement, whatever the number of patients and entries."""
-    since = (
-        select(func.max(TreatmentSession.scheduled_at))
+    one statement, whatever the number of patients and entries. The last session is found
+    once per patient (a grouped subquery), then the therapist's grants are counted in one
+    pass over them (indexed by reader), never a subquery run for each grant."""
+    ids = list(patient_ids)
+    last = (
+        select(
+            TreatmentSession.patient_id.label("patient_id"),
+            func.max(TreatmentSession.scheduled_at).label("since"),
+        )
         .where(
-            TreatmentSession.patient_id == User.id,
+            col(TreatmentSession.patient_id).in_(ids),
             TreatmentSession.kind == "integration",
             TreatmentSession.status != "cancelled",
             TreatmentSession.scheduled_at <= utcnow(),
         )
-        .correlate(User)
-        .scalar_subquery()
+        .group_by(TreatmentSession.patient_id)
+        .subquery()
     )
-    query = select(
-        User.id,
-        since,
-        _shared_count(therapist, since, questionnaires=False),
-        _shared_count(therapist, since, questionnaires=True),
-    ).where(col(User.id).in_(list(patient_ids)))
-    return {
-        patient_id: SharedSince(since=at, entries=entries, questionnaires=results)
-        for patient_id, at, entries, results in session.exec(query)
-    }
-
-
-def _shared_count(therapist: User, since, *, questionnaires: bool):
     measure = col(Entry.kind).in_(MEASURE_KINDS)
-    return (
-        select(func.count(Grant.id))
+    shared = (
+        select(
+            Entry.author_id.label("patient_id"),
+            func.count(case((~measure, 1))).label("entries"),
+            func.count(case((measure, 1))).label("questionnaires"),
+        )
+        .select_from(Grant)
         .join(Entry, Entry.id == Grant.entry_id)
+        .outerjoin(last, last.c.patient_id == Entry.author_id)
         .where(
-            Entry.author_id == User.id,
             Grant.reader_id == therapist.id,
             col(Grant.wrapped_key).is_not(None),
-            measure if questionnaires else ~measure,
-            or_(since.is_(None), Grant.created_at > since),
+            col(Entry.author_id).in_(ids),
+            or_(last.c.since.is_(None), Grant.created_at > last.c.since),
         )
-        .correlate(User)
-        .scalar_subquery()
+        .group_by(Entry.author_id)
+        .subquery()
     )
+    query = (
+        select(User.id, last.c.since, shared.c.entries, shared.c.questionnaires)
+        .outerjoin(last, last.c.patient_id == User.id)
+        .outerjoin(shared, shared.c.patient_id == User.id)
+        .where(col(User.id).in_(ids))
+    )
+    return {
+        patient_id: SharedSince(since=at, entries=entries or 0, questionnaires=results or 0)
+        for patient_id, at, entries, results in session.exec(query)
+    }
 
 
 # --- the caseload -------------------------------------------------------------------------------
