@@ -84,6 +84,7 @@ def _register_blueprints(app: Flask) -> None:
         export,
         home,
         integration,
+        intentions,
         journal,
         leaving,
         measures,
@@ -98,7 +99,7 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (export, integration, leaving, measures, offline, push, welcome)
+    modules += (export, integration, intentions, leaving, measures, offline, push, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)
