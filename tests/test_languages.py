@@ -61,20 +61,20 @@ def test_the_browsers_spanish_gives_spanish_pages_with_html_lang_es(client):
 def test_choosing_spanish_on_the_login_page_works_without_javascript(client):
     page = page_of(client, "/login", headers=ENGLISH)
     assert 'action="/language"' in page and 'lang="es">Español</button>' in page
-    refused = client.post("/language", data={"lang": "es", "next": "/login"})
+    refused = client.post("/language", data={"lang": "es", "back": "/login"})
     assert refused.status_code == 400  # no CSRF token
-    chosen = post(client, "/language", {"lang": "es", "next": "/login"}, token_from="/login")
+    chosen = post(client, "/language", {"lang": "es", "back": "/login"}, token_from="/login")
     assert chosen.status_code == 303 and chosen.headers["Location"].endswith("/login")
     assert lang_of(page_of(client, "/login", headers=ENGLISH)) == "es"  # the choice wins
-    back = post(client, "/language", {"lang": "en", "next": "/login"}, token_from="/login")
+    back = post(client, "/language", {"lang": "en", "back": "/login"}, token_from="/login")
     assert back.status_code == 303
     assert lang_of(page_of(client, "/login", headers=SPANISH)) == "en"
 
 
 def test_an_unknown_language_or_a_next_elsewhere_changes_nothing_and_stays_here(client):
-    response = post(client, "/language", {"lang": "xx", "next": "/login"}, token_from="/login")
+    response = post(client, "/language", {"lang": "xx", "back": "/login"}, token_from="/login")
     assert response.status_code == 303 and "Set-Cookie" not in response.headers
-    away = post(client, "/language", {"lang": "es", "next": "//evil.example"}, token_from="/login")
+    away = post(client, "/language", {"lang": "es", "back": "//evil.example"}, token_from="/login")
     assert away.status_code == 303 and "evil" not in away.headers["Location"]
 
 
@@ -83,7 +83,7 @@ def test_a_logged_in_choice_is_kept_on_the_account_and_follows_to_another_device
     login(phone, patient)
     assert locale_of(app, patient) is None
     assert 'lang="es">Español</button>' in page_of(phone, "/account")
-    chosen = post(phone, "/language", {"lang": "es", "next": "/account"}, token_from="/account")
+    chosen = post(phone, "/language", {"lang": "es", "back": "/account"}, token_from="/account")
     assert chosen.status_code == 303
     assert locale_of(app, patient) == "es"
     laptop = app.test_client()  # another device, a browser set to English, no cookie
@@ -91,7 +91,7 @@ def test_a_logged_in_choice_is_kept_on_the_account_and_follows_to_another_device
     laptop.delete_cookie(i18n.COOKIE)
     page = page_of(laptop, "/journal", headers=ENGLISH)
     assert lang_of(page) == "es" and "Cerrar sesión" in page
-    post(laptop, "/language", {"lang": "en", "next": "/account"}, token_from="/account")
+    post(laptop, "/language", {"lang": "en", "back": "/account"}, token_from="/account")
     assert locale_of(app, patient) == "en"
 
 
@@ -101,7 +101,7 @@ def test_the_invitation_pages_offer_the_language_and_speak_it(as_therapist):
     page = page_of(visitor, f"/invite/{token}", headers=ENGLISH)
     assert 'action="/language"' in page and 'lang="es">Español</button>' in page
     chosen = post(
-        visitor, "/language", {"lang": "es", "next": f"/invite/{token}"}, token_from="/login"
+        visitor, "/language", {"lang": "es", "back": f"/invite/{token}"}, token_from="/login"
     )
     assert chosen.headers["Location"].endswith(f"/invite/{token}")
     assert lang_of(page_of(visitor, f"/invite/{token}")) == "es"

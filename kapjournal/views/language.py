@@ -3,11 +3,11 @@ logged-in user's choice is kept on their account; before logging in, in a cookie
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, redirect, request
 from flask_login import current_user
 
 from .. import db, i18n, policy, web
-from . import back_to, form_text
+from . import form_text, safe_next
 
 bp = Blueprint("language", __name__)
 
@@ -20,7 +20,7 @@ def choose():
     """Show the app in the language chosen (an unknown one changes nothing), back on the page
     the form was on."""
     chosen = i18n.supported(form_text("lang", 8))
-    response = back_to("/")
+    response = redirect(safe_next(form_text("back", 500), "/"), code=303)
     if chosen is None:
         return response
     if current_user.is_authenticated:
