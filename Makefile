@@ -9,7 +9,7 @@ PORT ?= 5000
 # go in PYTEST_ARGS, e.g. `make test PYTEST_WORKERS=0 PYTEST_ARGS="-x tests/test_auth.py"`.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format serve demo clean
+.PHONY: run test lint format serve demo clean translations i18n-extract i18n-update
 
 $(BIN)/activate: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,31 @@ $(VENV)/.dev-installed: $(BIN)/activate requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Languages: the catalogues in kapjournal/translations (the .po files are committed; the .mo
+# files Flask-Babel reads are compiled from them here, never committed).
+TRANSLATIONS := kapjournal/translations
+
+## Compile the translation catalogues (.po → .mo).
+translations: $(BIN)/activate
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
+
+## Extract the strings marked for translation into messages.pot (then `make i18n-update`).
+i18n-extract: $(BIN)/activate
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		-o $(TRANSLATIONS)/messages.pot .
+
+## Merge messages.pot into each language's .po (new strings arrive untranslated, for a translator).
+i18n-update: i18n-extract
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-location \
+		--no-fuzzy-matching
+
 ## Serve the app on the embedded SQLite database (development secrets made in instance/).
-run: $(BIN)/activate
+run: $(BIN)/activate translations
 	$(BIN)/flask --app app db upgrade
 	$(BIN)/flask --app app run --host $(HOST) --port $(PORT)
 
 ## Install everything, then lint and run the whole suite (in PYTEST_WORKERS processes).
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed translations
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
@@ -41,11 +59,11 @@ format: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
 
 ## Production-style server: gunicorn with sync workers (see README).
-serve: $(BIN)/activate
+serve: $(BIN)/activate translations
 	$(BIN)/flask --app app db upgrade
 	$(BIN)/gunicorn --workers $${WEB_CONCURRENCY:-4} --worker-class sync --bind $(HOST):$(PORT) app:app
 
-demo: $(BIN)/activate
+demo: $(BIN)/activate translations
 	$(BIN)/flask --app app db upgrade
 	$(BIN)/flask --app app demo
 

@@ -10,8 +10,8 @@ from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import crypto, db, login, pipeline, shell
-from .extensions import csrf, htmx, limiter
+from . import crypto, db, i18n, login, pipeline, shell
+from .extensions import babel, csrf, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,8 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
+    i18n.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -84,7 +86,9 @@ def _register_blueprints(app: Flask) -> None:
         export,
         home,
         integration,
+        intentions,
         journal,
+        language,
         leaving,
         measures,
         mfa,
@@ -98,7 +102,8 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (export, integration, leaving, measures, offline, push, welcome)
+    modules += (export, integration, intentions, language, leaving, measures, offline, push)
+    modules += (welcome,)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

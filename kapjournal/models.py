@@ -53,6 +53,8 @@ class User(SQLModel, table=True):
     # A patient's entries wait for their key (pending grants to wrap, entries to re-encrypt):
     # set when such work is queued, cleared once it is done on one of their requests.
     pending_work: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # The language the user chose (kapjournal/i18n.LANGUAGES); None: their browser's.
+    locale: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     disabled_at: datetime | None = None
 

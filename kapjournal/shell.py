@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask, current_app, request, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -14,7 +15,7 @@ from markupsafe import Markup
 @dataclass(frozen=True)
 class Tab:
     key: str
-    label: str
+    label: str  # lazy: in the language of the page it is shown on
     endpoint: str
     icon: str
     where: str = "all"  # "all", "wide" (tablets and computers only) or "narrow" (phones)
@@ -27,21 +28,21 @@ class Tab:
 
 TABS = {
     "patient": (
-        Tab("journal", "Journal", "journal.timeline", "book-open"),
-        Tab("write", "Write", "journal.new_entry", "pen-line", args=(("kind", "reflection"),)),
-        Tab("progress", "Progress", "measures.index", "chart-line"),
-        Tab("supporters", "My supporters", "support.supporters", "users", where="wide"),
-        Tab("account", "Account", "account.index", "user-round", where="wide"),
-        Tab("more", "More", "home.more", "list-checks", where="narrow"),
+        Tab("journal", _l("Journal"), "journal.timeline", "book-open"),
+        Tab("write", _l("Write"), "journal.new_entry", "pen-line", args=(("kind", "reflection"),)),
+        Tab("progress", _l("Progress"), "measures.index", "chart-line"),
+        Tab("supporters", _l("My supporters"), "support.supporters", "users", where="wide"),
+        Tab("account", _l("Account"), "account.index", "user-round", where="wide"),
+        Tab("more", _l("More"), "home.more", "list-checks", where="narrow"),
     ),
     "therapist": (
-        Tab("home", "Patients", "home.index", "clipboard-list"),
-        Tab("invite", "Invite a patient", "care.invitations", "plus"),
-        Tab("account", "Account", "account.index", "user-round"),
+        Tab("home", _l("Patients"), "home.index", "clipboard-list"),
+        Tab("invite", _l("Invite a patient"), "care.invitations", "plus"),
+        Tab("account", _l("Account"), "account.index", "user-round"),
     ),
     "support": (
-        Tab("home", "Home", "home.index", "heart-handshake"),
-        Tab("account", "Account", "account.index", "user-round"),
+        Tab("home", _l("Home"), "home.index", "heart-handshake"),
+        Tab("account", _l("Account"), "account.index", "user-round"),
     ),
 }
 

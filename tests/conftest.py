@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 from werkzeug.serving import make_server
 
-from kapjournal import create_app, crypto, db
+from kapjournal import create_app, crypto, db, i18n
 from kapjournal.models import User
 from kapjournal.services import accounts, care, journal, support, totp
 
@@ -36,6 +36,11 @@ PASSWORD = "correct horse battery staple"
 # Rate-limit counters of this process's apps start with this, so runs (and pytest-xdist
 # workers) sharing one Redis never count each other's attempts or clear each other's.
 RATE_LIMIT_PREFIX = f"kjtest-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def pytest_configure(config):
+    """The translation catalogues compiled, as `make test` does, for runs that skip make."""
+    i18n.compile_catalogues()
 
 
 @pytest.fixture(scope="session")

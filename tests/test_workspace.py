@@ -536,6 +536,7 @@ def test_only_the_author_edits_resolves_or_deletes_a_note_and_an_edit_takes_the_
 
 WORKSPACE_URLS = [
     ("GET", "/patients/{patient}/print"),
+    ("GET", "/patients/{patient}/intentions"),
     ("GET", "/entries/{entry}/notes"),
     ("POST", "/entries/{entry}/notes"),
     ("POST", "/entries/{entry}/flag"),

@@ -3,6 +3,13 @@
 Both are in the public domain (developed by Drs Spitzer, Williams, Kroenke and colleagues with
 an educational grant from Pfizer; no permission is needed to reproduce them). The wording
 here is the standard one, with the standard two-week recall and 0 to 3 answer scale.
+
+Languages: these strings are deliberately not marked for translation. A validated instrument may
+only be shown in its published translation, word for word (for Spanish: the PHQ-9 and GAD-7
+"Spanish for the USA" versions from the PHQ screeners' publishers). That wording was not found in
+the stored references searched on 2026-12-02 (only third-party copies that differ from each
+other), so Spanish-speaking patients see the English questionnaires until the published text
+is added here with its source named. Never an ad-hoc translation.
 """
 
 from __future__ import annotations

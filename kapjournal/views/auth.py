@@ -5,6 +5,7 @@ views/care.py."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
@@ -86,9 +87,9 @@ def login():
         session=dbs, email=form_text("email", 300), password=form_text("password", 1000)
     )
     if found is None:
-        message = "That email and password do not match an account. Check both."
+        message = gettext("That email and password do not match an account. Check both.")
         if mail.enabled():  # an account made from an invitation waits for its emailed link
-            message += " If you have just joined, open the link we emailed you first."
+            message += " " + gettext("If you have just joined, open the link we emailed you first.")
         return _login_page(
             form={"email": form_text("email", 300)},
             errors={"form": message},

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
+from flask_babel import format_date
 from flask_login import current_user
 from sqlalchemy import text
 
-from .. import db, policy
+from .. import db, i18n, policy
 from ..services import accounts, crisis
 from . import render
 
@@ -26,8 +27,13 @@ def index():
 @bp.get("/help")
 @policy.allow(policy.PUBLIC)
 def help():
-    response = render("pwa/help.html", reviewed=crisis.CRISIS_LINES_REVIEWED)
+    """The crisis lines, in the page's language; no login. Its language follows `?lang=`, the
+    account, the cookie or Accept-Language, so caches keep copies apart by them."""
+    reviewed = crisis.all_lines()["reviewed"]
+    spoken = format_date(reviewed, "long") if i18n.html_lang() != "en" else None
+    response = render("pwa/help.html", reviewed=spoken or reviewed.strftime("%-d %B %Y"))
     response.headers["Cache-Control"] = "no-cache"
+    response.vary.update(("Accept-Language", "Cookie"))
     return response
 
 

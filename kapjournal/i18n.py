@@ -1,0 +1,77 @@
+"""Languages (issue 16, DESIGN §11): which language each request is shown in, and the
+catalogues Flask-Babel reads.
+
+The language is, in this order: an explicit `?lang=` on the URL (the crisis page's link carries
+it, so that the service worker keeps each language's copy apart); the user's choice, stored on
+their account; the choice made on the login or invitation page before logging in (a cookie);
+the browser's Accept-Language; English. Catalogues live in kapjournal/translations as `.po`
+files; `make run` and `make test` compile them into the `.mo` files Flask-Babel reads (not
+committed: they are built from the `.po`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, request, url_for
+from flask_babel import get_locale
+from flask_login import current_user
+
+LANGUAGES = {"en": "English", "es": "Español"}  # each named in its own language
+DEFAULT = "en"
+COOKIE = "lang"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+
+def supported(code: str | None) -> str | None:
+    """`code` if it is a language the app speaks, else None."""
+    return code if code in LANGUAGES else None
+
+
+def select_locale() -> str:
+    """The language of this request (see the module's docstring)."""
+    chosen = supported(request.args.get("lang"))
+    if chosen is None and current_user.is_authenticated:
+        chosen = supported(current_user.user.locale)
+    chosen = chosen or supported(request.cookies.get(COOKIE))
+    return chosen or request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT)
+
+
+def html_lang() -> str:
+    """The `<html lang>` of the page being rendered."""
+    return str(get_locale() or DEFAULT)
+
+
+def help_url() -> str:
+    """The crisis page in the language of this page: English is plain /help, others carry
+    their `lang`, so that offline the service worker serves the copy in the right language."""
+    code = html_lang()
+    return url_for("pwa.help") if code == DEFAULT else url_for("pwa.help", lang=code)
+
+
+def compile_catalogues(directory: Path = TRANSLATIONS) -> list[Path]:
+    """Compile each `.po` catalogue whose `.mo` is missing or older (what `pybabel compile`
+    does, in process: for test runs that do not go through make). Returns what it wrote."""
+    written = []
+    for po in sorted(directory.glob("*/LC_MESSAGES/*.po")):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as source:
+            catalogue = read_po(source)
+        partial = mo.with_name(f".{mo.name}.{os.getpid()}")  # parallel test workers
+        with partial.open("wb") as target:
+            write_mo(target, catalogue)
+        os.replace(partial, mo)
+        written.append(mo)
+    return written
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
+    app.add_template_global(html_lang, "html_lang")
+    app.add_template_global(LANGUAGES, "languages")
+    app.add_template_global(help_url, "help_url")

@@ -1,0 +1,192 @@
+"""Languages (issue 16 groundwork): the language is the user's choice (kept on their account),
+else the one chosen before logging in, else the browser's, else English; `<html lang>` says
+which; the login, invitation and crisis pages speak Spanish, the crisis page with 988's Spanish
+options as 988 publishes them; and the Spanish catalogue has every marked string, none fuzzy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
+from conftest import csrf_token, login, post
+from sqlmodel import Session
+from test_invitations import invite
+
+from kapjournal import db, i18n
+from kapjournal.models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+SPANISH = {"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}
+ENGLISH = {"Accept-Language": "en-US,en;q=0.9"}
+
+
+def page_of(client, path: str, **kw) -> str:
+    response = client.get(path, **kw)
+    assert response.status_code == 200, path
+    return response.get_data(as_text=True)
+
+
+def lang_of(page: str) -> str:
+    return re.search(r'<html lang="([^"]+)">', page).group(1)
+
+
+def locale_of(app, persona) -> str | None:
+    with app.app_context(), Session(db.engine()) as session:
+        return session.get(User, persona.id).locale
+
+
+# --- choosing the language -----------------------------------------------------------------------
+
+
+def test_english_when_the_browser_asks_for_nothing_we_speak(client):
+    for headers in ({}, {"Accept-Language": "fr-FR,de;q=0.8"}, ENGLISH):
+        page = page_of(client, "/login", headers=headers)
+        assert lang_of(page) == "en"
+        assert '<h1 tabindex="-1">Log in</h1>' in page and 'href="/help"' in page
+
+
+def test_the_browsers_spanish_gives_spanish_pages_with_html_lang_es(client):
+    page = page_of(client, "/login", headers=SPANISH)
+    assert lang_of(page) == "es"
+    assert '<h1 tabindex="-1">Iniciar sesión</h1>' in page
+    assert "¿Necesita ayuda ahora?" in page and 'href="/help?lang=es"' in page
+    assert '<label for="f-email">Correo electrónico</label>' in page
+    assert 'lang="en">English</button>' in page  # the way back, named in its own language
+
+
+def test_choosing_spanish_on_the_login_page_works_without_javascript(client):
+    page = page_of(client, "/login", headers=ENGLISH)
+    assert 'action="/language"' in page and 'lang="es">Español</button>' in page
+    refused = client.post("/language", data={"lang": "es", "back": "/login"})
+    assert refused.status_code == 400  # no CSRF token
+    chosen = post(client, "/language", {"lang": "es", "back": "/login"}, token_from="/login")
+    assert chosen.status_code == 303 and chosen.headers["Location"].endswith("/login")
+    assert lang_of(page_of(client, "/login", headers=ENGLISH)) == "es"  # the choice wins
+    back = post(client, "/language", {"lang": "en", "back": "/login"}, token_from="/login")
+    assert back.status_code == 303
+    assert lang_of(page_of(client, "/login", headers=SPANISH)) == "en"
+
+
+def test_an_unknown_language_or_a_next_elsewhere_changes_nothing_and_stays_here(client):
+    response = post(client, "/language", {"lang": "xx", "back": "/login"}, token_from="/login")
+    assert response.status_code == 303 and "Set-Cookie" not in response.headers
+    away = post(client, "/language", {"lang": "es", "back": "//evil.example"}, token_from="/login")
+    assert away.status_code == 303 and "evil" not in away.headers["Location"]
+
+
+def test_a_logged_in_choice_is_kept_on_the_account_and_follows_to_another_device(app, patient):
+    phone = app.test_client()
+    login(phone, patient)
+    assert locale_of(app, patient) is None
+    assert 'lang="es">Español</button>' in page_of(phone, "/account")
+    chosen = post(phone, "/language", {"lang": "es", "back": "/account"}, token_from="/account")
+    assert chosen.status_code == 303
+    assert locale_of(app, patient) == "es"
+    laptop = app.test_client()  # another device, a browser set to English, no cookie
+    login(laptop, patient)
+    laptop.delete_cookie(i18n.COOKIE)
+    page = page_of(laptop, "/journal", headers=ENGLISH)
+    assert lang_of(page) == "es" and "Cerrar sesión" in page
+    post(laptop, "/language", {"lang": "en", "back": "/account"}, token_from="/account")
+    assert locale_of(app, patient) == "en"
+
+
+def test_the_invitation_pages_offer_the_language_and_speak_it(as_therapist):
+    _, _, token = invite(as_therapist)
+    visitor = as_therapist.application.test_client()
+    page = page_of(visitor, f"/invite/{token}", headers=ENGLISH)
+    assert 'action="/language"' in page and 'lang="es">Español</button>' in page
+    chosen = post(
+        visitor, "/language", {"lang": "es", "back": f"/invite/{token}"}, token_from="/login"
+    )
+    assert chosen.headers["Location"].endswith(f"/invite/{token}")
+    assert lang_of(page_of(visitor, f"/invite/{token}")) == "es"
+
+
+def test_a_wrong_password_is_told_in_spanish(client, patient):
+    token = csrf_token(client, "/login")
+    response = client.post(
+        "/login",
+        data={"email": patient.email, "password": "not the password", "csrf_token": token},
+        headers=SPANISH,
+    )
+    assert response.status_code == 422
+    assert "no coinciden con ninguna cuenta" in response.get_data(as_text=True)
+
+
+# --- the crisis page -----------------------------------------------------------------------------
+
+
+def test_the_spanish_crisis_page_has_988_press_2_and_text_ayuda_as_published(client):
+    response = client.get("/help?lang=es", headers=ENGLISH)  # the URL's language wins
+    page = response.get_data(as_text=True)
+    assert lang_of(page) == "es" and '<h1 tabindex="-1">¿Necesita ayuda ahora?</h1>' in page
+    assert re.search(r'href="tel:988"><span>[^<]*oprima 2[^<]*</span> <strong>988</strong>', page)
+    assert re.search(r'href="sms:988\?&amp;body=AYUDA"><span>[^<]*AYUDA[^<]*</span>', page)
+    assert 'href="tel:911"' in page
+    assert "revisadas por última vez el 2 de diciembre de 2026" in page
+    assert {"Accept-Language", "Cookie"} <= set(response.vary)
+
+
+def test_the_english_crisis_page_is_unchanged(client):
+    page = client.get("/help", headers=ENGLISH).get_data(as_text=True)
+    assert lang_of(page) == "en" and "oprima" not in page
+    assert "988 Suicide &amp; Crisis Lifeline — call" in page
+
+
+# --- the catalogue -------------------------------------------------------------------------------
+
+
+def marked_strings() -> set[str]:
+    """Every string marked for translation in the code and templates, as `make i18n-extract`
+    finds them (babel.cfg)."""
+    with (ROOT / "babel.cfg").open() as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(ROOT), method_map, options_map, keywords=keywords
+    ):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_the_spanish_catalogue_has_every_marked_string_translated_and_none_fuzzy():
+    with (i18n.TRANSLATIONS / "es/LC_MESSAGES/messages.po").open("rb") as source:
+        catalogue = read_po(source)
+    entries = {m.id: m for m in catalogue if m.id}
+    marked = marked_strings()
+    assert len(marked) > 30
+    assert sorted(marked - set(entries)) == []  # missing
+    assert sorted(set(entries) - marked) == []  # obsolete
+    assert [m.id for m in entries.values() if not m.string] == []
+    assert [m.id for m in entries.values() if m.fuzzy] == [] and not catalogue.fuzzy
+    assert [(m.id, errors) for m, errors in catalogue.check()] == []  # placeholders match
+
+
+# Templates translated so far: every word a reader sees is marked (text and labels).
+TRANSLATED_TEMPLATES = [
+    "base.html",
+    "_language.html",
+    "_crisis_lines.html",
+    "pwa/help.html",
+    "auth/login.html",
+]
+JINJA = re.compile(
+    r"\{%-?\s*trans\b.*?\{%-?\s*endtrans\s*-?%\}|\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", re.S
+)
+READ_ATTRIBUTES = re.compile(r'\b(?:aria-label|alt|title|placeholder)="([^"]*)"')
+
+
+@pytest.mark.parametrize("name", TRANSLATED_TEMPLATES)
+def test_translated_templates_have_no_unmarked_words(name):
+    source = (ROOT / "templates" / name).read_text()
+    without_jinja = JINJA.sub(" ", source)
+    text = re.sub(r"<[^>]*>", " ", without_jinja)
+    words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", text) if w != "kapjournal"]
+    labels = [v for v in READ_ATTRIBUTES.findall(without_jinja) if re.search(r"[^\W\d_]", v)]
+    assert (words, labels) == ([], [])
