@@ -10,7 +10,7 @@ from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import crypto, db, login, pipeline, shell
+from . import crypto, db, login, pipeline, shell, web
 from .extensions import csrf, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,8 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     htmx.init_app(app)
     limiter.init_app(app)
+    # Uploads never touch the disk in clear (after the session: helper CAPTURE).
+    app.request_class = type("Request", (web.InMemoryUploads, app.request_class), {})
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -80,6 +82,7 @@ def _register_blueprints(app: Flask) -> None:
     from .views import (
         account,
         auth,
+        capture,
         care,
         export,
         home,
@@ -99,6 +102,7 @@ def _register_blueprints(app: Flask) -> None:
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
     modules += (export, integration, leaving, measures, offline, push, welcome)
+    modules += (capture,)  # after the session: capture and seal (helper CAPTURE)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)
@@ -114,7 +118,11 @@ def _security_headers(response):
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    # The microphone only where a voice memo is recorded (after the session: helper CAPTURE).
+    microphone = "(self)" if request.endpoint in web.MEMO_UPLOADS else "()"
+    headers["Permissions-Policy"] = (
+        f"camera=(), microphone={microphone}, geolocation=(), interest-cohort=()"
+    )
     headers.add("Vary", "HX-Request")
     if request.endpoint not in _PUBLIC_CACHEABLE:
         headers["Cache-Control"] = "no-store"
