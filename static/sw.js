@@ -6,7 +6,7 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v5";
+const CACHE = "kapjournal-shell-v6";
 const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in"];
 const PAGES = ["/offline", "/help"].concat(WRITE);
 const PRECACHE = [
@@ -16,6 +16,7 @@ const PRECACHE = [
   "/static/js/offline.js",
   "/static/js/plan.js",
   "/static/js/push.js",
+  "/static/js/recorder.js", // after the session: helper CAPTURE
   "/static/js/htmx.min.js",
   "/static/icons/icon-192.png",
   "/static/icons/icon-512.png",
