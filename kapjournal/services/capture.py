@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete as delete_rows
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from ..models import CoolingOff, Entry, TreatmentSession, User, utcnow
@@ -189,14 +188,6 @@ def ready(*, session: Session, patient: User, now: datetime | None = None):
         .where(CoolingOff.patient_id == patient.id, CoolingOff.until <= (now or utcnow()))
         .order_by(col(Entry.created_at))
     ).all()
-
-
-def waiting(*, session: Session, patient_id) -> int:
-    """How many of a patient's items wait under the seal or for their choice (a number only:
-    what a therapist may know of them)."""
-    return session.exec(
-        select(func.count()).select_from(CoolingOff).where(CoolingOff.patient_id == patient_id)
-    ).one()
 
 
 def held_readers(*, session: Session, hold: CoolingOff) -> list[User]:

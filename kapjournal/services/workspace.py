@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from ..models import (
     MEASURE_KINDS,
     Annotation,
+    CoolingOff,
     Entry,
     EntryFlag,
     Grant,
@@ -170,6 +171,9 @@ class SharedSince:
     since: datetime | None
     entries: int = 0
     questionnaires: int = 0
+    # Items written after a ketamine session that wait under the cooling-off seal for the
+    # patient's choice: a number, never what they are (helper CAPTURE).
+    waiting: int = 0
 
 
 def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dict:
@@ -191,11 +195,23 @@ def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dic
         since,
         _shared_count(therapist, since, questionnaires=False),
         _shared_count(therapist, since, questionnaires=True),
+        _waiting_count(),
     ).where(col(User.id).in_(list(patient_ids)))
     return {
-        patient_id: SharedSince(since=at, entries=entries, questionnaires=results)
-        for patient_id, at, entries, results in session.exec(query)
+        patient_id: SharedSince(since=at, entries=entries, questionnaires=results, waiting=held)
+        for patient_id, at, entries, results, held in session.exec(query)
     }
+
+
+def _waiting_count():
+    """SQL: how many of the patient's items the cooling-off seal holds (helper CAPTURE)."""
+    return (
+        select(func.count())
+        .select_from(CoolingOff)
+        .where(CoolingOff.patient_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
 
 
 def _shared_count(therapist: User, since, *, questionnaires: bool):

@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from .. import db, pages, policy, web
 from ..models import Annotation
-from ..services import accounts, annotations, capture, course, entry_forms, workspace
+from ..services import accounts, annotations, course, entry_forms, workspace
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, viewer_zone
@@ -39,8 +39,6 @@ def _page(patient, *, errors=None, form=None, status=200):
         else {}
     )
     current = pages.practices_of(reader, patient) if first else []
-    # helper CAPTURE: how many items wait under the cooling-off seal (a number, never content)
-    waiting = capture.waiting(session=dbs, patient_id=patient.id) if first else 0
     dbs.commit()  # routine safety checks were marked seen
     return render(
         "patients/show.html",
@@ -52,7 +50,6 @@ def _page(patient, *, errors=None, form=None, status=200):
         kinds=_kinds(),
         safety_flags=safety_flags,
         shared=shared.get(patient.id),
-        waiting=waiting,
         errors=errors or {},
         form=form or {},
         status=status,

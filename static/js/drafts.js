@@ -237,7 +237,7 @@
   };
   // Saved while offline (or from the offline page): into the queue, and a clean form.
   const park = (f) => {
-    const more = memoOf(f) || f.querySelector("input[type=checkbox]:checked"); // a capture
+    const more = memoOf(f) || f.querySelector("input[name=feeling]:checked"); // a capture
     if (blank(read(f)) && !more) return say(f, "Write something first.");
     const id = f.elements.client_id.value || freshId(f);
     enqueue(f);
