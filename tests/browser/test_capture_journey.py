@@ -23,9 +23,9 @@ from .test_offline import OFFLINE_SAVED, READ_QUEUE, queue_note
 from .test_registration import assert_fits_the_screen, heading, log_in
 
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError:  # the conftest skips these tests
-    expect = sync_playwright = None
+    expect = None
 
 SLOW = 20_000  # a login (Argon2id) on a busy machine
 FAKE_MICROPHONE = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -37,20 +37,20 @@ PLAYABLE = (
 
 
 @pytest.fixture
-def phone_with_microphone(live_server):
-    """A phone whose microphone is Chromium's fake device (a beep), granted without asking."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + FAKE_MICROPHONE
-        )
-        recorder = Recorder()
-        context = browser.new_context(base_url=live_server, **PHONE)
-        context.set_default_timeout(8_000)
-        context.on("console", recorder.on_console)
-        context.on("weberror", recorder.on_page_error)
-        yield context
-        context.close()
-        browser.close()
+def phone_with_microphone(browser, live_server):
+    """A phone whose microphone is Chromium's fake device (a beep), granted without asking: a
+    second Chromium from the same Playwright, launched with the fake-media switches."""
+    chromium = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + FAKE_MICROPHONE
+    )
+    recorder = Recorder()
+    context = chromium.new_context(base_url=live_server, **PHONE)
+    context.set_default_timeout(8_000)
+    context.on("console", recorder.on_console)
+    context.on("weberror", recorder.on_page_error)
+    yield context
+    context.close()
+    chromium.close()
     assert recorder.problems() == []
 
 
