@@ -10,7 +10,7 @@ from flask import Flask, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import crypto, db, i18n, login, pipeline, shell
+from . import crypto, db, i18n, login, pipeline, shell, web
 from .extensions import babel, csrf, htmx, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +75,8 @@ def _init_extensions(app: Flask) -> None:
     limiter.init_app(app)
     i18n.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
+    # Uploads never touch the disk in clear (voice memos, an imported journal).
+    app.request_class = type("Request", (web.InMemoryUploads, app.request_class), {})
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -82,6 +84,7 @@ def _register_blueprints(app: Flask) -> None:
     from .views import (
         account,
         auth,
+        capture,
         care,
         export,
         home,
@@ -102,8 +105,8 @@ def _register_blueprints(app: Flask) -> None:
     )
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
-    modules += (export, integration, intentions, language, leaving, measures, offline, push)
-    modules += (welcome,)
+    modules += (capture, export, integration, intentions, language, leaving, measures)
+    modules += (offline, push, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)
@@ -119,7 +122,11 @@ def _security_headers(response):
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    # The microphone only where a voice memo is recorded (after the session: helper CAPTURE).
+    microphone = "(self)" if request.endpoint in web.MEMO_UPLOADS else "()"
+    headers["Permissions-Policy"] = (
+        f"camera=(), microphone={microphone}, geolocation=(), interest-cohort=()"
+    )
     headers.add("Vary", "HX-Request")
     if request.endpoint not in _PUBLIC_CACHEABLE:
         headers["Cache-Control"] = "no-store"

@@ -85,6 +85,11 @@ def defaults(instance_path: Path) -> dict:
         # Tests only: let reminders go to a push service on this machine. Ignored unless
         # TESTING and not PRODUCTION (services/push.py).
         "PUSH_TEST_LOCAL_SERVICE": False,
+        # --- after the session: capture and seal (helper CAPTURE) ---
+        # Hours after a ketamine session's start in which what a patient writes is held for
+        # them alone (the cooling-off seal), and the capture mode is offered; 0 turns both off.
+        "COOLING_OFF_HOURS": _int_env("COOLING_OFF_HOURS", 12),
+        "MEMO_MAX_BYTES": _int_env("MEMO_MAX_BYTES", 5 * 1024 * 1024),
     }
 
 

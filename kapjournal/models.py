@@ -113,6 +113,7 @@ ENTRY_KINDS = (
     "safety_plan",
     "phq9",  # questionnaire responses are entries too: answers and score in the body
     "gad7",
+    "capture",  # after a ketamine session: a voice memo, how the body feels, a few words
 )
 MEASURE_KINDS = ("phq9", "gad7")  # never readable by a support member
 
@@ -406,3 +407,36 @@ class ReminderSent(SQLModel, table=True):
     )
     kind: str = Field(max_length=32)
     sent_at: datetime = Field(default_factory=utcnow)
+
+
+# --- after the session: capture and seal (helper CAPTURE) ----------------------------------------
+
+
+class EntryMemo(SQLModel, table=True):
+    """A voice memo of an entry (a capture after a session): the audio sealed under the entry's
+    data key, bound to its version (re-sealed with each new one). Kept apart from the entry so
+    lists never load it; the entry's body says that it exists, its type and size."""
+
+    __tablename__ = "entry_memo"
+
+    entry_id: uuid.UUID = Field(foreign_key="entry.id", primary_key=True, ondelete="CASCADE")
+    version: int = 1
+    audio_blob: bytes = _blob()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CoolingOff(SQLModel, table=True):
+    """An entry written in the hours after a ketamine session (the cooling-off seal): readable
+    by its author only until they choose, from `until` on, to share it, keep it or delete it.
+    `reader_ids` are those it would have gone to (the standing default), offered then."""
+
+    __tablename__ = "cooling_off"
+
+    entry_id: uuid.UUID = Field(foreign_key="entry.id", primary_key=True, ondelete="CASCADE")
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    session_id: uuid.UUID | None = Field(
+        default=None, foreign_key="treatment_session.id", ondelete="SET NULL"
+    )
+    until: datetime
+    reader_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -102,6 +102,34 @@ def patient_home(reader: reading.Reader, page: timeline.Page) -> dict:
         "today": today(),
         "tick_days": {p.id: tickable_days(p.practice) for p in found},
         "authors": authors_of(notes),
+        **after_the_session(reader, page),  # helper CAPTURE
+    }
+
+
+# --- after the session: capture and seal (helper CAPTURE) ----------------------------------------
+
+
+def after_the_session(reader: reading.Reader, page: timeline.Page) -> dict:
+    """The patient's home after a ketamine session: the capture mode while it is the
+    after-hours of one (from the sessions the page loaded already), and what the cooling-off
+    seal held, once it has ended, for them to decide on ("From yesterday's session"). One
+    query when nothing is held."""
+    from .services import capture
+
+    dbs = db.session()
+    past = [p.session for p in page.periods if p.session is not None]
+    rows = capture.ready(session=dbs, patient=reader.user)
+    held = reading.open_entries(session=dbs, reader=reader, rows=[(e, True) for e, _ in rows])
+    return {
+        "capture_session": capture.in_window(past),
+        "capture_sealed": capture.seal_on(reader.user),
+        "capture_hours": capture.hours(),
+        "held": [
+            (item, capture.held_readers(session=dbs, hold=hold))
+            for item, (_, hold) in zip(held, rows, strict=True)
+        ],
+        "held_choices": share_choices(reader.user, "capture") if rows else [],
+        "feelings": dict(capture.FEELINGS),
     }
 
 

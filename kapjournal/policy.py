@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from functools import cache
 
 from flask import abort, current_app, request
@@ -20,6 +21,7 @@ from .models import (
     MEASURE_KINDS,
     Annotation,
     CareTeam,
+    CoolingOff,
     DeviceSession,
     Entry,
     Grant,
@@ -31,6 +33,7 @@ from .models import (
     SupportLink,
     TreatmentSession,
     User,
+    utcnow,
 )
 from .services import care, support, workspace
 
@@ -436,3 +439,39 @@ def get_agenda_note_for(*, session: Session, user, patient, note_id) -> Annotati
     if note.patient_id != patient.id:
         abort(404)
     return note
+
+
+# --- after the session: capture and seal (helper CAPTURE) ----------------------------------------
+
+
+def get_held_entry_for(*, session: Session, user, entry_id: uuid.UUID):
+    """One of the patient's own entries held by the cooling-off seal, once the seal has ended
+    (the next day): (entry, hold). Only its author decides what becomes of it; for anyone
+    else, or before the seal ends, there is nothing here."""
+    found = session.exec(
+        select(Entry, CoolingOff)
+        .join(CoolingOff, CoolingOff.entry_id == Entry.id)
+        .where(Entry.id == entry_id)
+    ).first()
+    if found is None or found[0].author_id != user.id or user.role != "patient":
+        abort(404)
+    entry, hold = found
+    until = hold.until if hold.until.tzinfo else hold.until.replace(tzinfo=UTC)
+    if until > utcnow():
+        abort(404)
+    return entry, hold
+
+
+def get_held_readers_for(*, session: Session, patient, reader_ids, kind: str) -> list[User]:
+    """The people named in a form (ids as text) whom the patient may share an entry of `kind`
+    with; 404 for anyone else."""
+    readers = []
+    for value in dict.fromkeys(reader_ids):
+        try:
+            reader_id = uuid.UUID(value)
+        except ValueError:
+            abort(404)
+        readers.append(
+            get_share_reader_for(session=session, patient=patient, reader_id=reader_id, kind=kind)
+        )
+    return readers

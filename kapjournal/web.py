@@ -4,6 +4,8 @@ end of the request that records what the delivered page showed."""
 
 from __future__ import annotations
 
+import io
+
 from flask import Response, current_app, g, request
 from flask_login import current_user
 
@@ -50,3 +52,34 @@ def absolute_url(path: str) -> str:
     """`path` on KAPJOURNAL_BASE_URL (required in production: never the request's Host)."""
     base = current_app.config.get("BASE_URL") or request.url_root
     return base.rstrip("/") + path
+
+
+# --- after the session: capture and seal (helper CAPTURE) ----------------------------------------
+
+# Views that take a voice memo: their bodies may be as large as a memo (MEMO_MAX_BYTES), plus
+# the form around it; every other request keeps MAX_CONTENT_LENGTH.
+MEMO_UPLOADS = {"capture.new"}
+
+
+class InMemoryUploads:
+    """Uploads stay in memory, never in a temporary file: a voice memo (or a journal being
+    imported) is someone's words in clear until it is sealed, and must never touch the disk.
+    The size limits bound the memory a request may take. A mixin: on top of the request class
+    the extensions chose (htmx's)."""
+
+    _max_content_length: int | None
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        return io.BytesIO()
+
+    @property
+    def max_content_length(self) -> int | None:
+        if self._max_content_length is None and self.endpoint in MEMO_UPLOADS and current_app:
+            return current_app.config["MEMO_MAX_BYTES"] + 256 * 1024
+        return super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value

@@ -19,6 +19,7 @@ const PRECACHE = [
   "/static/js/offline.js",
   "/static/js/plan.js",
   "/static/js/push.js",
+  "/static/js/recorder.js", // after the session: helper CAPTURE
   "/static/js/htmx.min.js",
   "/static/icons/icon-192.png",
   "/static/icons/icon-512.png",

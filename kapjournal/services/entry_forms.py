@@ -17,6 +17,7 @@ KIND_LABELS = {
     "free": "Journal entry",
     "support_card": "Support card",
     "safety_plan": "Safety plan",
+    "capture": "After the session",
 }
 WRITABLE_KINDS = ("reflection", "intention", "check_in", "free", "support_card", "safety_plan")
 

@@ -17,7 +17,7 @@ from sqlalchemy import update as update_rows
 from sqlmodel import Session, col, select
 
 from .. import crypto
-from ..models import Annotation, Entry, Grant, ItemKey, User, utcnow
+from ..models import Annotation, Entry, EntryMemo, Grant, ItemKey, User, utcnow
 from . import audit, sealed
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,45 @@ def seal_quote(entry: Entry, dek: bytes, annotation_id, quote: str) -> bytes:
 def open_quote(entry: Entry, dek: bytes, annotation_id, blob: bytes) -> str:
     """The quoted passage of a note on `entry`; CryptoError if it does not open."""
     return ENTRY.open_text(entry, dek, blob, _quote_ad(entry, annotation_id))
+
+
+def _memo_ad(entry: Entry) -> dict:
+    return {
+        "p": "entry/memo",
+        "entry": str(entry.id),
+        "version": entry.version,
+        "author": str(entry.author_id),
+        "patient": str(entry.author_id),
+    }
+
+
+def seal_memo(entry: Entry, dek: bytes, audio: bytes) -> EntryMemo:
+    """An entry's voice memo, sealed under the entry's data key (its current version), as the
+    row to add. The audio never exists anywhere else on the server but in this request."""
+    blob = crypto.seal(dek, audio, _memo_ad(entry))
+    return EntryMemo(entry_id=entry.id, version=entry.version, audio_blob=blob)
+
+
+def open_memo(entry: Entry, dek: bytes, memo: EntryMemo) -> bytes:
+    """The audio of an entry's memo; CryptoError if it does not open (or is of another
+    version)."""
+    return crypto.open_sealed(dek, memo.audio_blob, _memo_ad(entry))
+
+
+def _move_memo(session: Session, entry: Entry, old_dek: bytes, dek: bytes) -> None:
+    """Re-seal the entry's memo (sealed under `old_dek`, the version before) for the current
+    version and `dek`. Called by _reencrypt after the version moved on."""
+    memo = session.get(EntryMemo, entry.id)
+    if memo is None:
+        return
+    entry.version -= 1  # the associated data of the version the memo was sealed for
+    try:
+        audio = open_memo(entry, old_dek, memo)
+    finally:
+        entry.version += 1
+    memo.audio_blob = crypto.seal(dek, audio, _memo_ad(entry))
+    memo.version = entry.version
+    session.add(memo)
 
 
 def body_digest(body: dict) -> str:
@@ -182,8 +221,10 @@ def create(
     client_id: uuid.UUID,
     session_id: uuid.UUID | None = None,
     readers: list[User] = (),
+    audio: bytes | None = None,
 ) -> tuple[Entry, bool]:
-    """Write a new entry, readable by the author and `readers`; the caller commits.
+    """Write a new entry, readable by the author and `readers`, with its voice memo (`audio`)
+    if any; the caller commits.
 
     Idempotent on (author, client_id): a retried submission returns the entry it made the
     first time and `False`.
@@ -196,6 +237,8 @@ def create(
     entry = Entry(author_id=author.id, kind=kind, client_id=client_id, session_id=session_id)
     dek = _seal_version(entry, body)
     session.add(entry)
+    if audio:
+        session.add(seal_memo(entry, dek, audio))
     for reader in _unique([author, *readers]):
         session.add(
             Grant(
@@ -260,6 +303,7 @@ def _reencrypt(session: Session, entry: Entry, body: dict, old_dek: bytes) -> No
         quote = quotes[note.id]
         note.quote_blob = None if quote is None else seal_quote(entry, dek, note.id, quote)
         session.add(note)
+    _move_memo(session, entry, old_dek, dek)
     session.add(entry)
 
 

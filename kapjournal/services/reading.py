@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from ..models import Entry, Grant, User
+from .. import crypto
+from ..models import Entry, EntryMemo, Grant, User
 from . import audit, journal, sealed
 
 KEY_CACHE_LIMIT = 400  # data keys kept per device session: the latest pages, not a journal
@@ -132,6 +133,23 @@ def open_entry(
     if shown:
         reader.saw(entry)
     return body
+
+
+def open_memo(*, session: Session, reader: Reader, entry: Entry, wrapped: bytes | None) -> bytes:
+    """The audio of an entry's voice memo for the reader (who policy allowed to read the
+    entry), a read of the entry when it is someone else's. EntryUnreadable if there is none
+    or it does not open (logged by id)."""
+    memo = session.get(EntryMemo, entry.id)
+    dek = data_key(reader, entry, wrapped) if memo is not None else None
+    if dek is None:
+        raise journal.EntryUnreadable(str(entry.id))
+    try:
+        audio = journal.open_memo(entry, dek, memo)
+    except crypto.CryptoError:
+        journal.ENTRY.report(entry, reader.id)
+        raise journal.EntryUnreadable(str(entry.id)) from None
+    reader.saw(entry)
+    return audio
 
 
 def data_key(reader: Reader, entry: Entry, wrapped: bytes | None) -> bytes | None:

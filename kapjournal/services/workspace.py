@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from ..models import (
     MEASURE_KINDS,
     Annotation,
+    CoolingOff,
     Entry,
     EntryFlag,
     Grant,
@@ -170,6 +171,9 @@ class SharedSince:
     since: datetime | None
     entries: int = 0
     questionnaires: int = 0
+    # Items written after a ketamine session that wait under the cooling-off seal for the
+    # patient's choice: a number, never what they are (helper CAPTURE).
+    waiting: int = 0
 
 
 def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dict:
@@ -212,15 +216,28 @@ def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dic
         .subquery()
     )
     query = (
-        select(User.id, last.c.since, shared.c.entries, shared.c.questionnaires)
+        select(User.id, last.c.since, shared.c.entries, shared.c.questionnaires, _waiting_count())
         .outerjoin(last, last.c.patient_id == User.id)
         .outerjoin(shared, shared.c.patient_id == User.id)
         .where(col(User.id).in_(ids))
     )
     return {
-        patient_id: SharedSince(since=at, entries=entries or 0, questionnaires=results or 0)
-        for patient_id, at, entries, results in session.exec(query)
+        patient_id: SharedSince(
+            since=at, entries=entries or 0, questionnaires=results or 0, waiting=held
+        )
+        for patient_id, at, entries, results, held in session.exec(query)
     }
+
+
+def _waiting_count():
+    """SQL: how many of the patient's items the cooling-off seal holds: a count, never what."""
+    return (
+        select(func.count())
+        .select_from(CoolingOff)
+        .where(CoolingOff.patient_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
 
 
 # --- the caseload -------------------------------------------------------------------------------

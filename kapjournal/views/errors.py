@@ -55,8 +55,19 @@ def error_page(status: int, detail: str | None = None):
     return response
 
 
+# Views whose requests may be too large say why in their own words (helper CAPTURE).
+TOO_LARGE = {
+    "capture.new": (
+        "That voice memo is too long to keep: memos can be up to 5 minutes (5 MB). Nothing"
+        " was saved. Please record a shorter one, or write a few words instead."
+    ),
+}
+
+
 def _http_error(exc: HTTPException):
     status = 404 if exc.code == 405 else (exc.code or 500)
+    if status == 413 and request.endpoint in TOO_LARGE:
+        return error_page(413, TOO_LARGE[request.endpoint])
     if isinstance(exc, CSRFError):
         return error_page(400, "This form had expired. Go back, reload the page and send it again.")
     return error_page(status)

@@ -11,10 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from .. import db, pages, policy, web
 from ..login import limit_password_checks
 from ..models import User
-from ..services import accounts, course, entry_forms, instruments, journal, measures
+from ..services import accounts, capture, course, entry_forms, instruments, journal, measures
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, viewer_zone
+from . import form_text, render, see_other, ticked, viewer_zone
 
 bp = Blueprint("journal", __name__)
 
@@ -118,12 +118,14 @@ def new_entry():
             # Written on the offline page, which names no one: the standing default applies.
             readers = [r for r, _ in pages.share_choices(_me(), kind) if r.role == "therapist"]
         new = {"kind": kind, "body": body, "client_id": client_id, "session_id": session_id}
+        # Written in the hours after a ketamine session, it is held for the author alone (the
+        # cooling-off seal, services/capture.py); otherwise a plain journal.create.
         try:
-            entry, _created = journal.create(session=dbs, author=_me(), readers=readers, **new)
+            entry, _created = capture.create(session=dbs, author=_me(), readers=readers, **new)
         except IntegrityError:
             # The same client_id twice at once (two tabs, a retry): the first one made it.
             dbs.rollback()
-            entry, _created = journal.create(session=dbs, author=_me(), readers=readers, **new)
+            entry, _created = capture.create(session=dbs, author=_me(), readers=readers, **new)
     except ValidationError as exc:
         dbs.rollback()
         # Tick again exactly the readers that were ticked, not every one of them.
@@ -352,6 +354,7 @@ def new_session():
 def sharing_defaults():
     kinds = [(k, entry_forms.KIND_LABELS[k]) for k in entry_forms.WRITABLE_KINDS]
     kinds += [(i.key, i.name) for i in instruments.INSTRUMENTS.values()]
+    kinds += [("capture", "What I capture after a session")]  # helper CAPTURE
     if request.method == "GET":
         return render("journal/sharing.html", kinds=kinds, errors={}, done=False)
     dbs = db.session()
@@ -369,7 +372,9 @@ def sharing_defaults():
             status=422,
             errors={"password": "That is not your password."},
         )
-    _me().share_defaults = {k: k in request.form.getlist("kinds") for k, _ in kinds}
+    _me().share_defaults = {k: k in request.form.getlist("kinds") for k, _ in kinds} | {
+        capture.SEAL_SETTING: ticked(capture.SEAL_SETTING)  # after the session: helper CAPTURE
+    }
     dbs.add(_me())
     dbs.commit()
     return render("journal/sharing.html", kinds=kinds, errors={}, done=True)

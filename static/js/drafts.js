@@ -103,14 +103,25 @@
   const api = (window.kapjournalQueue = { size: 0 });
   const isNew = (f) => f.dataset.draft && f.elements.client_id;
   const freshId = (f) => (f.elements.client_id.value = crypto.randomUUID());
+  // A voice memo (helper CAPTURE): its bytes sealed apart from the JSON of the fields.
+  const memoOf = (f) => [...new FormData(f)].find(([n, v]) => n == "memo" && v instanceof Blob && v.size);
+  const sealMemo = async (file) => {
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const data = await S.encrypt({ name: A, iv }, await key(), await file.arrayBuffer());
+    return { iv, data, type: file.type || "audio/webm", name: file.name || "voice-memo.webm" };
+  };
+  const unsealMemo = async (m) =>
+    new File([await S.decrypt({ name: A, iv: m.iv }, await key(), m.data)], m.name, { type: m.type });
   const enqueue = (f) => {
     const id = f.elements.client_id.value || freshId(f), action = new URL(f.action, location.href);
     const item = { action: action.pathname, draft: f.dataset.draft, words: read(f),
       fields: [...new FormData(f)].filter(([n, v]) => n != "csrf_token" && typeof v == "string") };
+    const file = (memoOf(f) || [])[1];
     return later(async () => {
       // Written on the offline page (no login there): the last person logged in on this phone.
       item.owner = me() || (await db("meta", (s) => s.get("owner"))) || "";
       const rec = await seal(item);
+      if (file) rec.memo = await sealMemo(file);
       await db("queue", (s) => s.put({ id, ...rec }, id), 1);
       api.size = await db("queue", (s) => s.count());
     });
@@ -161,7 +172,7 @@
     const rec = await seal(it.words);
     await db("drafts", (s) => s.put({ id: it.draft, ...rec, pending: 0 }, it.draft), 1);
     await db("queue", (s) => s.delete(r.id), 1);
-    return "/entries/new?kind=" + it.draft.slice(4);
+    return it.action == "/capture" ? "/capture" : "/entries/new?kind=" + it.draft.slice(4);
   };
   const send = async () => {
     await chain;
@@ -172,7 +183,14 @@
     try { tok = await token(); } catch (e) { tok = { why: "offline" }; }
     if (!tok.t) return ((r.why = tok.why), r);
     for (const q of items) {
-      const it = await unseal(q), body = new URLSearchParams(it.fields);
+      const it = await unseal(q);
+      let body = new URLSearchParams(it.fields);
+      if (q.memo) { // multipart, with the memo as the form's file
+        body = new FormData();
+        for (const [n, v] of it.fields) body.append(n, v);
+        const file = await unsealMemo(q.memo);
+        body.append("memo", file, file.name);
+      }
       if (it.owner && it.owner != tok.owner) { r.other = (r.other || 0) + 1; continue; }
       body.set("csrf_token", tok.t);
       let res;
@@ -219,7 +237,8 @@
   };
   // Saved while offline (or from the offline page): into the queue, and a clean form.
   const park = (f) => {
-    if (blank(read(f))) return say(f, "Write something first.");
+    const more = memoOf(f) || f.querySelector("input[name=feeling]:checked"); // a capture
+    if (blank(read(f)) && !more) return say(f, "Write something first.");
     const id = f.elements.client_id.value || freshId(f);
     enqueue(f);
     later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));

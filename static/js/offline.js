@@ -41,6 +41,12 @@
         d.head.append(drafts);
       }
     }
+    // After the session (helper CAPTURE): the voice-memo recorder, where a page has one.
+    const rec = root && root.querySelector && root.querySelector("[data-recorder]");
+    if (rec && !rec.recorderStarted) {
+      rec.recorderStarted = true;
+      import("/static/js/recorder.js").then((m) => m.init(rec)).catch(() => {});
+    }
     const push = root && root.querySelector && root.querySelector("[data-push]");
     if (push && !push.pushStarted) {
       push.pushStarted = true;
