@@ -92,6 +92,7 @@ def _register_blueprints(app: Flask) -> None:
         patients,
         push,
         pwa,
+        session_day,
         support,
         welcome,
         workspace,
@@ -99,6 +100,7 @@ def _register_blueprints(app: Flask) -> None:
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
     modules += (export, integration, leaving, measures, offline, push, welcome)
+    modules += (session_day,)  # helper DAY
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

@@ -85,6 +85,11 @@ def defaults(instance_path: Path) -> dict:
         # Tests only: let reminders go to a push service on this machine. Ignored unless
         # TESTING and not PRODUCTION (services/push.py).
         "PUSH_TEST_LOCAL_SERVICE": False,
+        # --- session day (helper DAY): the clinic's instructions for a ketamine session day,
+        # one per line (services/session_day.py has the defaults), and when the ride home is
+        # asked to come, in minutes after the session starts.
+        "SESSION_DAY_INSTRUCTIONS": _env("SESSION_DAY_INSTRUCTIONS", ""),
+        "SESSION_DAY_PICKUP_MINUTES": _int_env("SESSION_DAY_PICKUP_MINUTES", 150),
     }
 
 
