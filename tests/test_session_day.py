@@ -471,3 +471,15 @@ def test_named_supporters_get_content_free_reminders_the_evening_before_and_befo
 
 def urlpath(endpoint: str) -> str:
     return "/" + endpoint.split("/", 3)[3]
+
+
+def test_deleting_the_patients_account_shreds_their_checklists(app, patient, supporter):
+    from kapjournal.services import deletion
+
+    session_id = ketamine(app, patient, datetime.now(UTC) + timedelta(hours=2))
+    save(client_for(app, patient), session_id, ["ride"], ride_id=supporter.id)
+    with database_session(app) as dbs:
+        deletion.delete_account(session=dbs, user=dbs.get(User, patient.id))
+        dbs.commit()
+        assert list(dbs.exec(select(SessionDay))) == []
+        assert list(dbs.exec(select(ItemKey).where(ItemKey.subject_kind == "session_day"))) == []
