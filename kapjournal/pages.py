@@ -103,7 +103,7 @@ def patient_home(reader: reading.Reader, page: timeline.Page) -> dict:
         "today": today(),
         "tick_days": {p.id: tickable_days(p.practice) for p in found},
         "authors": authors_of(notes),
-        "session_days": session_days(reader),  # helper DAY
+        "session_days": session_days(reader, page),  # helper DAY
     }
 
 
@@ -283,10 +283,12 @@ def latest_entries(patient: User, *, kinds=None) -> list:
 # --- session day: checklist and ride (helper DAY) -------------------------------------------------
 
 
-def session_days(reader: reading.Reader) -> list[dict]:
+def session_days(reader: reading.Reader, page: timeline.Page) -> list[dict]:
     """The patient's session days shown on their home now (the checklist the evening before,
-    "I'm home" afterwards), each as the context of its component. One statement when there
-    is none."""
+    "I'm home" afterwards), each as the context of its component. No statement unless a
+    ketamine session on the page is near."""
+    if not session_day.nearby(page.sessions.values()):
+        return []
     found = session_day.for_patient(
         session=db.session(),
         patient=reader.user,

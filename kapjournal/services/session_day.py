@@ -175,6 +175,19 @@ def phase_of(treatment_session: TreatmentSession, day: SessionDay | None, zone, 
     return None
 
 
+def nearby(sessions, now: datetime | None = None) -> list[TreatmentSession]:
+    """Of sessions already loaded, the ketamine ones (not cancelled) from a day ago to two
+    days ahead: only those can have a session day shown (no query when there are none)."""
+    now = now or utcnow()
+    return [
+        s
+        for s in sessions
+        if s.kind == "ketamine"
+        and s.status != "cancelled"
+        and now - HOME_FOR < _aware(s.scheduled_at) <= now + timedelta(days=2)
+    ]
+
+
 def for_patient(
     *, session: Session, patient: User, private_key, zone, now: datetime | None = None
 ) -> list[Day]:
@@ -268,6 +281,17 @@ def mark_home(*, session: Session, day: SessionDay) -> bool:
 
 
 # --- the care team: done or not, never which ticks ----------------------------------------------
+
+
+def done_of(*, session: Session, sessions) -> tuple[TreatmentSession, bool] | None:
+    """Of one patient's sessions already loaded, the nearest session day and whether its
+    checklist is done; no statement at all when none is near (the patient page's budget)."""
+    found = nearby(sessions)
+    if not found:
+        return None
+    first = min(found, key=lambda s: _aware(s.scheduled_at))
+    done = session.exec(select(SessionDay.done).where(SessionDay.session_id == first.id)).first()
+    return first, bool(done)
 
 
 def done_for(*, session: Session, patient_ids, now: datetime | None = None) -> dict:

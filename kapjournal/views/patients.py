@@ -50,7 +50,7 @@ def _page(patient, *, errors=None, form=None, status=200):
         kinds=_kinds(),
         safety_flags=safety_flags,
         shared=shared.get(patient.id),
-        checklist=session_day.done_for(session=dbs, patient_ids=[patient.id]).get(patient.id)
+        checklist=session_day.done_of(session=dbs, sessions=context["page"].sessions.values())
         if first
         else None,
         errors=errors or {},
