@@ -99,6 +99,7 @@ def _register_blueprints(app: Flask) -> None:
         patients,
         push,
         pwa,
+        session_day,
         support,
         welcome,
         workspace,
@@ -106,7 +107,7 @@ def _register_blueprints(app: Flask) -> None:
 
     modules = (pwa, auth, mfa, home, account, care, journal, patients, support, workspace)
     modules += (capture, export, integration, intentions, language, leaving, measures)
-    modules += (offline, push, welcome)
+    modules += (offline, push, session_day, welcome)
     for module in modules:
         app.register_blueprint(module.bp)
     views.init_app(app)

@@ -90,6 +90,11 @@ def defaults(instance_path: Path) -> dict:
         # them alone (the cooling-off seal), and the capture mode is offered; 0 turns both off.
         "COOLING_OFF_HOURS": _int_env("COOLING_OFF_HOURS", 12),
         "MEMO_MAX_BYTES": _int_env("MEMO_MAX_BYTES", 5 * 1024 * 1024),
+        # --- session day (helper DAY): the clinic's instructions for a ketamine session day,
+        # one per line (services/session_day.py has the defaults), and when the ride home is
+        # asked to come, in minutes after the session starts.
+        "SESSION_DAY_INSTRUCTIONS": _env("SESSION_DAY_INSTRUCTIONS", ""),
+        "SESSION_DAY_PICKUP_MINUTES": _int_env("SESSION_DAY_PICKUP_MINUTES", 150),
     }
 
 

@@ -440,3 +440,36 @@ class CoolingOff(SQLModel, table=True):
     until: datetime
     reader_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- session day: checklist and ride (helper DAY) ---------------------------------------------
+
+
+class SessionDay(SQLModel, table=True):
+    """The patient's checklist for the day of one ketamine session (DESIGN §11). The ticks are
+    one blob under this version's data key, wrapped (ItemKey rows) to the patient only. Clear,
+    on purpose: whether the list is all done (the care team sees that much, never which
+    ticks), the supporters the patient named as ride home and evening companion (naming is
+    their consent: those two see the session time and the "I'm home" mark, no one else), the
+    patient's time zone (for the supporters' evening-before reminder) and when they got home."""
+
+    __tablename__ = "session_day"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    session_id: uuid.UUID = Field(
+        foreign_key="treatment_session.id", unique=True, ondelete="CASCADE"
+    )
+    patient_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    version: int = 1
+    body_blob: bytes = _blob()
+    done: bool = False
+    ride_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", index=True, ondelete="SET NULL"
+    )
+    companion_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", index=True, ondelete="SET NULL"
+    )
+    zone: str = Field(default="UTC", max_length=64)
+    home_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

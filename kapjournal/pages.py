@@ -24,6 +24,7 @@ from .services import (
     measures,
     practices,
     reading,
+    session_day,
     sharing,
     support,
     timeline,
@@ -102,6 +103,7 @@ def patient_home(reader: reading.Reader, page: timeline.Page) -> dict:
         "today": today(),
         "tick_days": {p.id: tickable_days(p.practice) for p in found},
         "authors": authors_of(notes),
+        "session_days": session_days(reader, page),  # helper DAY
         **after_the_session(reader, page),  # helper CAPTURE
     }
 
@@ -304,3 +306,54 @@ def latest_entries(patient: User, *, kinds=None) -> list:
     if kinds:
         query = query.where(col(Entry.kind).in_(kinds))
     return list(dbs.exec(query))
+
+
+# --- session day: checklist and ride (helper DAY) -------------------------------------------------
+
+
+def session_days(reader: reading.Reader, page: timeline.Page) -> list[dict]:
+    """The patient's session days shown on their home now (the checklist the evening before,
+    "I'm home" afterwards), each as the context of its component. No statement unless a
+    ketamine session on the page is near."""
+    if not session_day.nearby(page.sessions.values()):
+        return []
+    found = session_day.for_patient(
+        session=db.session(),
+        patient=reader.user,
+        private_key=reader.private_key,
+        zone=viewer_zone(),
+    )
+    return [session_day_context(day) for day in found]
+
+
+def session_day_context(day: session_day.Day, *, saved: bool = False) -> dict:
+    """What one session-day component shows: the clinic's instructions and the list's own
+    items, the patient's supporters to name (before), the names of those named."""
+    dbs = db.session()
+    supporters = []
+    if day.phase == "before":
+        supporters = support.names(support.supporters_of(session=dbs, patient=web.me()))
+    named = {day.day.ride_id, day.day.companion_id} - {None} if day.day else set()
+    return {
+        "d": day,
+        "instructions": session_day.instructions(),
+        "own_items": session_day.OWN_ITEMS,
+        "supporters": supporters,
+        "names": accounts.names_of(session=dbs, user_ids=named) if named else {},
+        "pickup_at": session_day.pickup_at(day.session),
+        "saved": saved,
+    }
+
+
+def supporter_days(supporter: User, *, patient_id=None) -> dict:
+    """The session days the supporter was named for (of one patient, with `patient_id`), as
+    the supporter's pages show them: the time, what is asked, the "I'm home" mark. Decided in
+    policy.py: a supporter not named gets none."""
+    dbs = db.session()
+    rows = policy.session_days_for_supporter(session=dbs, user=supporter, patient_id=patient_id)
+    names = accounts.names_of(session=dbs, user_ids={day.patient_id for _, day in rows})
+    return {
+        "days": [(ts, day, names.get(day.patient_id, "Someone")) for ts, day in rows],
+        "me": supporter.id,
+        "pickup": {ts.id: session_day.pickup_at(ts) for ts, _ in rows},
+    }

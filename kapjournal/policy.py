@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from functools import cache
 
 from flask import abort, current_app, request
 from flask_login import current_user
-from sqlalchemy import and_, bindparam, false
-from sqlmodel import Session, select
+from sqlalchemy import and_, bindparam, false, or_
+from sqlmodel import Session, col, select
 
 from .models import (
     MEASURE_KINDS,
@@ -30,12 +30,13 @@ from .models import (
     Practice,
     PushSubscription,
     SafetyCheck,
+    SessionDay,
     SupportLink,
     TreatmentSession,
     User,
     utcnow,
 )
-from .services import care, support, workspace
+from .services import care, session_day, support, workspace
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -475,3 +476,83 @@ def get_held_readers_for(*, session: Session, patient, reader_ids, kind: str) ->
             get_share_reader_for(session=session, patient=patient, reader_id=reader_id, kind=kind)
         )
     return readers
+
+
+# --- session day: checklist and ride (helper DAY) -------------------------------------------------
+
+
+def get_checklist_session_for(*, session: Session, user, session_id: uuid.UUID) -> TreatmentSession:
+    """One of the patient's own ketamine sessions (not cancelled), for its session-day
+    checklist and "I'm home" mark. No one else: not the care team, not a supporter."""
+    found = session.get(TreatmentSession, session_id)
+    if (
+        found is None
+        or user.role != "patient"
+        or found.patient_id != user.id
+        or found.kind != "ketamine"
+        or found.status == "cancelled"
+    ):
+        abort(404)
+    return found
+
+
+def _named_supporter(supporter_id):
+    """SQL: `supporter_id` is named on the session day (ride or companion) and still one of
+    the patient's support members (a removed supporter loses it at once)."""
+    linked = (
+        select(SupportLink.id)
+        .where(
+            SupportLink.supporter_id == supporter_id,
+            SupportLink.patient_id == SessionDay.patient_id,
+        )
+        .exists()
+    )
+    return and_(
+        or_(SessionDay.ride_id == supporter_id, SessionDay.companion_id == supporter_id), linked
+    )
+
+
+def session_days_for_supporter(
+    *, session: Session, user, patient_id: uuid.UUID | None = None
+) -> list[tuple[TreatmentSession, SessionDay]]:
+    """The session days a supporter was named for (ride home or evening companion) by a patient
+    they still support, from now until a day after each start (of one patient, with
+    `patient_id`). A supporter not named sees none: neither the time nor the "I'm home" mark."""
+    if user.role != "support":
+        return []
+    query = (
+        select(TreatmentSession, SessionDay)
+        .join(SessionDay, SessionDay.session_id == TreatmentSession.id)
+        .where(
+            _named_supporter(user.id),
+            TreatmentSession.status != "cancelled",
+            col(TreatmentSession.scheduled_at) > utcnow() - session_day.HOME_FOR,
+        )
+        .order_by(col(TreatmentSession.scheduled_at))
+    )
+    if patient_id is not None:
+        query = query.where(SessionDay.patient_id == patient_id)
+    return list(session.exec(query))
+
+
+def named_supporters_due(*, session: Session, now) -> list:
+    """(day, session, supporter id) for every supporter who may be reminded of a session day
+    starting within the next two days: named by the patient, and still their supporter."""
+    found = []
+    rows = session.exec(
+        select(SessionDay, TreatmentSession)
+        .join(TreatmentSession, TreatmentSession.id == SessionDay.session_id)
+        .where(
+            TreatmentSession.status != "cancelled",
+            col(TreatmentSession.scheduled_at) > now - session_day.HOME_FOR,
+            col(TreatmentSession.scheduled_at) <= now + timedelta(days=2),
+            or_(col(SessionDay.ride_id).is_not(None), col(SessionDay.companion_id).is_not(None)),
+        )
+    )
+    for day, ts in rows:
+        for supporter_id in {day.ride_id, day.companion_id} - {None}:
+            if support.is_supporter(
+                session=session, supporter_id=supporter_id, patient_id=day.patient_id
+            ):
+                found.append((day, ts, supporter_id))
+    return found

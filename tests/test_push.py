@@ -353,11 +353,16 @@ def test_stranger_cannot_stop_someone_elses_reminders(app, as_patient, stranger_
     assert len(subscriptions(app)) == 1
 
 
-def test_reminders_are_for_patients_only(app, supporter):
+def test_reminders_are_for_patients_and_supporters_not_therapists(app, supporter, therapist):
     client = app.test_client()
-    login(client, supporter)
+    login(client, therapist)
     assert client.get("/push/key").status_code == 404
     assert "Reminders" not in client.get("/account").get_data(as_text=True)
+    # Supporters get the session-day reminders of a patient who names them (helper DAY).
+    client = app.test_client()
+    login(client, supporter)
+    assert client.get("/push/key").status_code == 200
+    assert "ride home" in client.get("/account").get_data(as_text=True)
 
 
 def test_a_browser_shared_by_two_patients_reminds_only_the_one_who_subscribed_last(

@@ -29,6 +29,7 @@ from ..models import (
     ItemKey,
     Practice,
     SafetyCheck,
+    SessionDay,
     SupportLink,
     TreatmentSession,
     User,
@@ -76,10 +77,11 @@ def delete_account(*, session: Session, user: User) -> None:
 def _shred_patient(session: Session, patient: User) -> None:
     """The patient's ciphertext and every key to it, and the records about them."""
     kinds = ((Annotation, "annotation"), (Practice, "practice"), (SafetyCheck, "safety_check"))
+    kinds += ((SessionDay, "session_day"),)  # helper DAY: the session-day checklists
     for model, kind in kinds:
         about = select(model.id).where(model.patient_id == patient.id)
         _delete(session, ItemKey, ItemKey.subject_kind == kind, col(ItemKey.subject_id).in_(about))
-    for model in (Annotation, Practice, SafetyCheck):
+    for model, _ in kinds:
         _delete(session, model, model.patient_id == patient.id)
     mine = select(Entry.id).where(Entry.author_id == patient.id)
     _delete(session, Grant, col(Grant.entry_id).in_(mine))

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, utcnow
-from . import measures, push
+from . import measures, push, session_day
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def send_due(*, session: Session, now: datetime | None = None) -> Report:
     next run (while its window lasts); a device whose subscription ended is forgotten."""
     report = Report()
     forgotten = set()
-    for device, reminder in due(session=session, now=now):
+    for device, reminder in due(session=session, now=now) + _supporters_due(session, now):
         if device.id in forgotten:
             continue
         marker = ReminderSent(
@@ -212,7 +212,10 @@ def send_due(*, session: Session, now: datetime | None = None) -> Report:
         except IntegrityError:  # another run is sending this one
             session.rollback()
             continue
-        message = message_for(session=session, reminder=reminder)
+        if isinstance(reminder, session_day.SupporterReminder):
+            message = session_day.message_for(reminder)
+        else:
+            message = message_for(session=session, reminder=reminder)
         outcome = push.send(push.open_subscription(device), message)
         if outcome == push.SENT:
             report.sent += 1
@@ -225,3 +228,12 @@ def send_due(*, session: Session, now: datetime | None = None) -> Report:
             session.delete(marker)
         session.commit()
     return report
+
+
+def _supporters_due(session: Session, now: datetime | None) -> list:
+    """The session-day reminders due to supporters a patient named (helper DAY)."""
+    from .. import policy  # policy builds on the services; imported when sending only
+
+    now = now or utcnow()
+    named = policy.named_supporters_due(session=session, now=now)
+    return session_day.due_for_supporters(session=session, named_days=named, now=now)

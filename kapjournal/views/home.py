@@ -6,7 +6,15 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from .. import db, pages, policy, web
-from ..services import care, course, entry_forms, instruments, support, workspace
+from ..services import (
+    care,
+    course,
+    entry_forms,
+    instruments,
+    session_day,
+    support,
+    workspace,
+)
 from ..services import timeline as course_pages
 from . import render
 
@@ -34,9 +42,10 @@ def index():
             labels=entry_forms.KIND_LABELS | instruments.LABELS,
             session_labels=course.KIND_LABELS,
             pending=len(care.pending_invitations(session=dbs, inviter=user)),
+            checklists=session_day.done_for(session=dbs, patient_ids=[r.patient.id for r in rows]),
         )
     people = support.names(support.patients_of(session=dbs, supporter=user))
-    return render("home/support.html", people=people)
+    return render("home/support.html", people=people, **pages.supporter_days(user))
 
 
 @bp.get("/more")

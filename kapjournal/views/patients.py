@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from .. import db, pages, policy, web
 from ..models import Annotation
-from ..services import accounts, annotations, course, entry_forms, workspace
+from ..services import accounts, annotations, course, entry_forms, session_day, workspace
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other, viewer_zone
@@ -50,6 +50,9 @@ def _page(patient, *, errors=None, form=None, status=200):
         kinds=_kinds(),
         safety_flags=safety_flags,
         shared=shared.get(patient.id),
+        checklist=session_day.done_of(session=dbs, sessions=context["page"].sessions.values())
+        if first
+        else None,
         errors=errors or {},
         form=form or {},
         status=status,

@@ -41,14 +41,14 @@ def _reminder_helpers() -> dict:
 
 
 @bp.get("/key")
-@policy.allow("patient")
+@policy.allow("patient", "support")  # supporters: session-day reminders
 def key():
     _require_enabled()
     return jsonify(publicKey=push.public_key())
 
 
 @bp.post("/subscriptions")
-@policy.allow("patient")
+@policy.allow("patient", "support")  # supporters: session-day reminders
 def subscribe():
     _require_enabled()
     try:
@@ -62,7 +62,7 @@ def subscribe():
 
 
 @bp.post("/subscriptions/status")
-@policy.allow("patient")
+@policy.allow("patient", "support")  # supporters: session-day reminders
 def status():
     """Whether this browser's subscription still gets reminders (it may have been stopped
     from the list on the account page, or by another person logging in on it)."""
@@ -74,7 +74,7 @@ def status():
 
 
 @bp.post("/subscriptions/remove")
-@policy.allow("patient")
+@policy.allow("patient", "support")  # supporters: session-day reminders
 def unsubscribe():
     """This browser turned its reminders off (by endpoint; nothing to do if unknown)."""
     endpoint = _endpoint()
@@ -87,7 +87,7 @@ def unsubscribe():
 
 
 @bp.post("/subscriptions/<uuid:subscription_id>/delete")
-@policy.allow("patient")
+@policy.allow("patient", "support")  # supporters: session-day reminders
 def delete(subscription_id: uuid.UUID):
     """Stop reminders on one device, from the account page (a plain form)."""
     dbs = db.session()

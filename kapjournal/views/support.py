@@ -375,6 +375,7 @@ def patient(patient_id: uuid.UUID):
         waiting=sum(1 for row in rows if not row.live and row.entry.kind != "support_card"),
         earlier=earlier,
         labels=entry_forms.KIND_LABELS,
+        **(pages.supporter_days(_me(), patient_id=found.id) if first else {"days": []}),
     )
 
 
