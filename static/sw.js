@@ -1,14 +1,14 @@
 /* kapjournal service worker. Caches ONLY the public shell: static files, /offline, /help (and
-   /help?lang=es, the crisis page in Spanish) and the login-free writing form /write-offline
-   (no names, no CSRF token). Never cache any other response: authenticated HTML and decrypted
+   /help?lang=es, the crisis page in Spanish) and the login-free writing forms /write-offline
+   and /capture-offline (no names, no CSRF token). Never cache any other response: authenticated HTML and decrypted
    text must not be stored. Offline, a visit to /entries/new?kind=reflection or ?kind=check_in
    gets that writing form; what is written there waits in drafts.js's encrypted queue. Push
    messages (reminders) become notifications.
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v6";
-const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in"];
+const CACHE = "kapjournal-shell-v7";
+const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in", "/capture-offline"];
 // The crisis page in each language (English is plain /help; base.html links to the page's own).
 const PAGES = ["/offline", "/help", "/help?lang=es"].concat(WRITE);
 const HELP = PAGES.filter((page) => page.startsWith("/help"));
@@ -70,6 +70,7 @@ function standIn(url) {
     const page = "/help" + (url.searchParams.get("lang") ? "?lang=" + url.searchParams.get("lang") : "");
     return HELP.includes(page) ? page : "/help";
   }
+  if (path === "/capture" || path === "/capture-offline") return "/capture-offline";
   if (path === "/entries/new" || path === "/write-offline") {
     const page = "/write-offline?kind=" + (url.searchParams.get("kind") || "reflection");
     if (WRITE.includes(page)) return page;

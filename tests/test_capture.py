@@ -480,3 +480,16 @@ def test_the_next_day_the_patient_deletes_it_with_its_memo(app, patient):
     with app.app_context(), Session(db.engine()) as session:
         assert session.get(EntryMemo, entry_id) is None
         assert session.get(CoolingOff, entry_id) is None
+
+
+def test_the_offline_capture_page_is_public_and_holds_no_token_and_no_name(app, patient):
+    anonymous = app.test_client().get("/capture-offline")
+    assert anonymous.status_code == 200
+    page = anonymous.get_data(as_text=True)
+    assert 'action="/capture"' in page and "data-offline-form" in page
+    assert "csrf_token" not in page and patient.name not in page
+    assert 'name="memo"' in page and 'name="feeling"' in page
+    logged_in = app.test_client()
+    login(logged_in, patient)
+    online = logged_in.get("/capture-offline")
+    assert online.status_code == 302 and online.headers["Location"] == "/capture"

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user
 
 from .. import policy
-from ..services import entry_forms
+from ..services import capture, entry_forms
 from . import render
 
 bp = Blueprint("offline", __name__)
@@ -37,4 +37,20 @@ def write():
         kind=kind,
         prompts=entry_forms.prompts_for(kind) if kind == "reflection" else [],
         moods=entry_forms.MOODS,
+    )
+
+
+@bp.get("/capture-offline")
+@policy.allow(policy.PUBLIC)
+def capture_offline():
+    """The capture page's login-free copy, kept by the service worker for /capture offline."""
+    if current_user.is_authenticated and current_user.role == "patient":
+        return redirect(url_for("capture.new"))
+    return render(
+        "offline/capture.html",
+        feelings=capture.FEELINGS,
+        chosen=set(),
+        values={},
+        errors={},
+        memo_mb=capture.memo_limit() // (1024 * 1024),
     )

@@ -170,3 +170,38 @@ def test_a_memo_recorded_offline_is_sent_once_held_shared_next_day_and_played(
     therapist_page.wait_for_function(PLAYABLE)
     assert_fits_the_screen(therapist_page)
     therapist_page.context.close()
+
+
+def test_offline_the_capture_page_still_opens_and_what_is_kept_there_is_sent_once(
+    live_app, phone_with_microphone
+):
+    patient, _therapist = people_with_a_session_an_hour_ago(live_app)
+    page = phone_with_microphone.new_page()
+    log_in(page, patient.email)
+    expect(heading(page)).to_have_text("Your journal", timeout=SLOW)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+
+    phone_with_microphone.set_offline(True)  # no signal, before the capture page was opened
+    page.goto("/capture")
+    expect(heading(page)).to_have_text("After your session")
+    expect(page.get_by_text("You can capture this without a connection")).to_be_visible()
+    assert_fits_the_screen(page)
+    page.get_by_role("button", name="Record", exact=True).click()
+    expect(page.get_by_text("Recording…")).to_be_visible()
+    page.wait_for_timeout(1_500)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.get_by_text("Recorded 0:0")).to_be_visible()
+    page.get_by_role("group", name="How do your body and mood feel? (tap any)").get_by_label(
+        "Heavy"
+    ).check()
+    page.get_by_label("A few words (optional)").fill(WORDS)
+    page.get_by_role("button", name="Keep it").click()
+    expect(page.locator(".draft-status")).to_have_text(OFFLINE_SAVED)
+    stored = page.evaluate(READ_QUEUE)
+    assert len(stored["queue"]) == 1 and stored["queue"][0].get("memo")
+    assert WORDS.split()[0] not in str(stored)
+    assert captures_on_server(live_app, patient) == []
+
+    phone_with_microphone.set_offline(False)  # the `online` event sends it, once
+    expect(queue_note(page)).to_contain_text("Sent.")
+    wait_for_one_capture(live_app, patient)
