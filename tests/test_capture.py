@@ -11,6 +11,7 @@ import io
 import re
 import secrets
 import uuid
+import zipfile
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -493,3 +494,20 @@ def test_the_offline_capture_page_is_public_and_holds_no_token_and_no_name(app, 
     login(logged_in, patient)
     online = logged_in.get("/capture-offline")
     assert online.status_code == 302 and online.headers["Location"] == "/capture"
+
+
+def test_the_downloaded_journal_carries_each_voice_memo_beside_its_entry(app, patient):
+    client = client_for(app, patient)
+    audio = audio_with(b"MEMO-IN-THE-ZIP")
+    entry_id = captured(client, text="By the water", feelings=["calm"], audio=audio)
+    ogg = captured(client, audio=audio_with(b"SECOND"), kind="audio/ogg")
+    captured(client, text="Words only")
+    download = post(client, "/account/export", {"password": PASSWORD}, token_from="/account/export")
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.get_data())) as archive:
+        memos = sorted(name for name in archive.namelist() if name.startswith("memos/"))
+        assert memos == sorted([f"memos/{entry_id}.webm", f"memos/{ogg}.ogg"])
+        assert archive.read(f"memos/{entry_id}.webm") == audio
+        page = archive.read("journal.html").decode()
+        assert f'<audio controls preload="none" src="memos/{entry_id}.webm">' in page
+        assert "Felt: calm" in page and "By the water" in page

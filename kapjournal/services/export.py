@@ -28,7 +28,16 @@ from flask import current_app
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
-from ..models import ENTRY_KINDS, MEASURE_KINDS, Annotation, Entry, User, utcnow
+from ..models import (
+    ENTRY_KINDS,
+    MEASURE_KINDS,
+    Annotation,
+    Entry,
+    EntryMemo,
+    Grant,
+    User,
+    utcnow,
+)
 from . import (
     accounts,
     annotations,
@@ -38,6 +47,7 @@ from . import (
     fhir,
     importing,
     instruments,
+    journal,
     practices,
     reading,
     timeline,
@@ -47,9 +57,9 @@ from .importing import FORMAT, RECORD_FORMAT, VERSION, iso, note_json
 
 BATCH = 100  # entries opened at a time
 LOG_BATCH = 200  # access-log events read at a time
-COURSE_KINDS = ("intention", "reflection", "check_in", "free")  # plan and card have their own
-# No script may run in an exported file, whatever it holds; its own CSS only.
-_FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+COURSE_KINDS = ("intention", "reflection", "check_in", "free", "capture")  # plan, card: their own
+# No script may run in an exported file, whatever it holds: its own CSS, and the memos beside it.
+_FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; media-src 'self'"
 
 
 # --- reading a journal a page at a time ---------------------------------------------------------
@@ -409,6 +419,7 @@ def journal_archive(*, session: Session, reader: reading.Reader, zone) -> io.Byt
     }
     page = _common(patient, zone) | {
         "mode": "patient",
+        "memo_name": memo_name,
         "authors": names,
         "plans": _all_of(session, reader, patient, "safety_plan"),
         "cards": _all_of(session, reader, patient, "support_card"),
@@ -425,8 +436,42 @@ def journal_archive(*, session: Session, reader: reading.Reader, zone) -> io.Byt
         _write_html(archive, "journal.html", "export/journal.html", page)
         _write_fhir(archive, session, reader, patient)
         _write_access_log(archive, session, patient, zone)
+        _write_memos(archive, session, reader, patient)
     buffer.seek(0)
     return buffer
+
+
+# A voice memo's file name in the ZIP, by its type (services/capture.AUDIO_TYPES).
+MEMO_SUFFIX = {"audio/ogg": "ogg", "audio/mp4": "m4a", "audio/x-m4a": "m4a", "audio/mpeg": "mp3"}
+MEMO_SUFFIX |= {"audio/aac": "aac", "audio/wav": "wav", "audio/x-wav": "wav", "audio/3gpp": "3gp"}
+
+
+def memo_name(entry_id, body: dict | None) -> str | None:
+    """Where an entry's voice memo is in the ZIP (memos/ID.webm), or None without one."""
+    memo = (body or {}).get("memo")
+    if not isinstance(memo, dict):
+        return None
+    return f"memos/{entry_id}.{MEMO_SUFFIX.get(memo.get('type'), 'webm')}"
+
+
+def _write_memos(archive: zipfile.ZipFile, session: Session, reader, patient: User) -> None:
+    """The patient's voice memos as files beside journal.html (its entries link to them), each
+    opened under its entry's data key here, in memory."""
+    with_memo = (
+        select(Entry, Grant.wrapped_key)
+        .join(EntryMemo, EntryMemo.entry_id == Entry.id)
+        .join(Grant, (Grant.entry_id == Entry.id) & (Grant.reader_id == patient.id))
+        .where(Entry.author_id == patient.id)
+    )
+    for entry, wrapped in session.exec(with_memo):
+        try:
+            body = reading.open_entry(
+                session=session, reader=reader, entry=entry, wrapped=wrapped, shown=False
+            )
+            audio = reading.open_memo(session=session, reader=reader, entry=entry, wrapped=wrapped)
+        except journal.EntryUnreadable:
+            continue  # reported by id; the entry's words are in the journal all the same
+        archive.writestr(memo_name(entry.id, body), audio)
 
 
 def _all_of(session: Session, reader: reading.Reader, patient: User, kind: str) -> list:
