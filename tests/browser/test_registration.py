@@ -82,6 +82,7 @@ def screenshot(page, name: str) -> None:
 
 def assert_fits_the_screen(page) -> None:
     """'Need help now?' is visible without scrolling, and the page never scrolls sideways."""
+    page.wait_for_load_state("load")  # the stylesheet is in: a layout without it proves nothing
     width, height = page.viewport_size["width"], page.viewport_size["height"]
     help_link = page.get_by_role("banner").get_by_role("link", name="Need help now?")
     expect(help_link).to_be_visible()
