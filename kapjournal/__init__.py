@@ -123,9 +123,7 @@ def _security_headers(response):
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Frame-Options"] = "DENY"
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    # The microphone only where a voice memo is recorded: the capture page and its offline copy.
-    recording = request.endpoint in (*web.MEMO_UPLOADS, "offline.capture_offline")
-    microphone = "(self)" if recording else "()"
+    microphone = "(self)" if request.endpoint in web.MICROPHONE else "()"
     headers["Permissions-Policy"] = (
         f"camera=(), microphone={microphone}, geolocation=(), interest-cohort=()"
     )

@@ -11,7 +11,7 @@ from flask_login import current_user
 
 from . import db
 from .models import User
-from .services import reading, sessions
+from .services import importing, reading, sessions
 
 
 def me() -> User:
@@ -54,17 +54,23 @@ def absolute_url(path: str) -> str:
     return base.rstrip("/") + path
 
 
-# --- after the session: capture and seal (helper CAPTURE) ----------------------------------------
+# --- uploads ------------------------------------------------------------------------------------
 
-# Views that take a voice memo: their bodies may be as large as a memo (MEMO_MAX_BYTES), plus
-# the form around it; every other request keeps MAX_CONTENT_LENGTH.
-MEMO_UPLOADS = {"capture.new"}
+# The views that take a file, and the largest request each accepts (a file and the form around
+# it); every other request keeps MAX_CONTENT_LENGTH. A larger one is refused (413) unread.
+UPLOAD_LIMITS = {
+    "capture.new": lambda config: config["MEMO_MAX_BYTES"] + 256 * 1024,  # a voice memo
+    # Up to twice the largest journal.json is read, so that the page can say what is wrong.
+    "export.import_journal": lambda config: 2 * importing.MAX_BYTES,
+}
+# Pages that may use the microphone (Permissions-Policy): the capture page and its offline copy.
+MICROPHONE = {"capture.new", "offline.capture_offline"}
 
 
 class InMemoryUploads:
-    """Uploads stay in memory, never in a temporary file: a voice memo (or a journal being
-    imported) is someone's words in clear until it is sealed, and must never touch the disk.
-    The size limits bound the memory a request may take. A mixin: on top of the request class
+    """Uploads stay in memory, never in a temporary file: a voice memo or a journal being
+    imported is someone's words in clear until it is sealed, and must never touch the disk.
+    UPLOAD_LIMITS bound the memory a request may take. A mixin: on top of the request class
     the extensions chose (htmx's)."""
 
     _max_content_length: int | None
@@ -76,8 +82,9 @@ class InMemoryUploads:
 
     @property
     def max_content_length(self) -> int | None:
-        if self._max_content_length is None and self.endpoint in MEMO_UPLOADS and current_app:
-            return current_app.config["MEMO_MAX_BYTES"] + 256 * 1024
+        limit = UPLOAD_LIMITS.get(self.endpoint)
+        if self._max_content_length is None and limit is not None and current_app:
+            return limit(current_app.config)
         return super().max_content_length
 
     @max_content_length.setter

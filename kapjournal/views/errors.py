@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -55,11 +55,12 @@ def error_page(status: int, detail: str | None = None):
     return response
 
 
-# Views whose requests may be too large say why in their own words (helper CAPTURE).
+# Views whose requests may be too large say why in their own words.
 TOO_LARGE = {
-    "capture.new": (
-        "That voice memo is too long to keep: memos can be up to 5 minutes (5 MB). Nothing"
-        " was saved. Please record a shorter one, or write a few words instead."
+    "capture.new": lambda config: (
+        "That voice memo is too long to keep: memos can be up to 5 minutes"
+        f" ({config['MEMO_MAX_BYTES'] // (1024 * 1024)} MB). Nothing was saved. Please record"
+        " a shorter one, or write a few words instead."
     ),
 }
 
@@ -67,7 +68,7 @@ TOO_LARGE = {
 def _http_error(exc: HTTPException):
     status = 404 if exc.code == 405 else (exc.code or 500)
     if status == 413 and request.endpoint in TOO_LARGE:
-        return error_page(413, TOO_LARGE[request.endpoint])
+        return error_page(413, TOO_LARGE[request.endpoint](current_app.config))
     if isinstance(exc, CSRFError):
         return error_page(400, "This form had expired. Go back, reload the page and send it again.")
     return error_page(status)

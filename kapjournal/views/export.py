@@ -11,7 +11,6 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import IntegrityError
-from werkzeug.formparser import FormDataParser
 
 from .. import db, policy, web
 from ..login import NOT_YOUR_PASSWORD, limit_password_checks, password_ok
@@ -21,34 +20,10 @@ from . import form_text, render, viewer_zone
 bp = Blueprint("export", __name__)
 
 _CHUNK = 64 * 1024
-# A request up to twice the largest journal.json is read (in memory) and answered with a clear
-# message; a larger one is refused before it is read (413, the app's error page).
-_UPLOAD_CAP = 2 * importing.MAX_BYTES
 TOO_LARGE = (
     f"This file is larger than {importing.MAX_BYTES // (1024 * 1024)} MB, more than a "
     "journal.json from kapjournal can be. Choose the journal.json from your download."
 )
-
-
-class _InMemoryFormParser(FormDataParser):
-    """Uploaded files stay in memory. Werkzeug puts a file over 500 KB in a temporary file,
-    on disk; an uploaded journal is someone's words in clear."""
-
-    def __init__(self, stream_factory=None, **options):
-        super().__init__(stream_factory=_memory_stream, **options)
-
-
-def _memory_stream(total_content_length, content_type, filename, content_length=None):
-    return io.BytesIO()
-
-
-@bp.url_value_preprocessor
-def _uploads_stay_in_memory(endpoint: str | None, _values) -> None:
-    """Before anything reads the form (the CSRF check reads it first): an import's upload is
-    parsed in memory, up to the size an import accepts."""
-    if endpoint == "export.import_journal":
-        request.form_data_parser_class = _InMemoryFormParser
-        request.max_content_length = _UPLOAD_CAP
 
 
 def _zip(archive: io.BytesIO, name: str) -> Response:
@@ -96,7 +71,8 @@ def clinical_record(patient_id: uuid.UUID):
 @bp.route("/account/import", methods=["GET", "POST"])
 @policy.allow("patient")
 def import_journal():
-    """A journal.json from a kapjournal download, into this account."""
+    """A journal.json from a kapjournal download, into this account. The upload is read in
+    memory only (web.InMemoryUploads), up to web.UPLOAD_LIMITS."""
     if request.method == "GET":
         return _import_page()
     upload = request.files.get("journal")
