@@ -20,6 +20,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """A stored time as UTC-aware: SQLite gives back naive datetimes, PostgreSQL aware ones."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _blob(nullable: bool = False, unique: bool = False):
     return Field(sa_column=Column(LargeBinary, nullable=nullable, unique=unique))
 

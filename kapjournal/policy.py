@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import timedelta
 from functools import cache
 
 from flask import abort, current_app, request
@@ -34,6 +34,7 @@ from .models import (
     SupportLink,
     TreatmentSession,
     User,
+    aware,
     utcnow,
 )
 from .services import care, session_day, support, workspace
@@ -457,8 +458,7 @@ def get_held_entry_for(*, session: Session, user, entry_id: uuid.UUID):
     if found is None or found[0].author_id != user.id or user.role != "patient":
         abort(404)
     entry, hold = found
-    until = hold.until if hold.until.tzinfo else hold.until.replace(tzinfo=UTC)
-    if until > utcnow():
+    if aware(hold.until) > utcnow():
         abort(404)
     return entry, hold
 

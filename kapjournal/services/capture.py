@@ -14,13 +14,13 @@ most how many items wait, never what they are.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete as delete_rows
 from sqlmodel import Session, col, select
 
-from ..models import CoolingOff, Entry, TreatmentSession, User, utcnow
+from ..models import CoolingOff, Entry, TreatmentSession, User, aware, utcnow
 from . import journal
 from .accounts import ValidationError
 
@@ -65,10 +65,6 @@ def seal_on(patient: User) -> bool:
     return bool(patient.share_defaults.get(SEAL_SETTING, True)) and hours() > 0
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def in_window(sessions, now: datetime | None = None) -> TreatmentSession | None:
     """Of `sessions` (already loaded), the latest ketamine session whose start was less than
     COOLING_OFF_HOURS ago: the one whose after-hours it is now, or None."""
@@ -79,9 +75,9 @@ def in_window(sessions, now: datetime | None = None) -> TreatmentSession | None:
         for s in sessions
         if s.kind == "ketamine"
         and s.status != "cancelled"
-        and _aware(s.scheduled_at) <= now < _aware(s.scheduled_at) + window
+        and aware(s.scheduled_at) <= now < aware(s.scheduled_at) + window
     ]
-    return max(found, key=lambda s: _aware(s.scheduled_at), default=None)
+    return max(found, key=lambda s: aware(s.scheduled_at), default=None)
 
 
 def session_in_window(*, session: Session, patient: User, now: datetime | None = None):
@@ -168,7 +164,7 @@ def create(
                 entry_id=entry.id,
                 patient_id=author.id,
                 session_id=sealing.id,
-                until=_aware(sealing.scheduled_at) + timedelta(hours=hours()),
+                until=aware(sealing.scheduled_at) + timedelta(hours=hours()),
                 reader_ids=[str(r.id) for r in held if r.id != author.id],
             )
         )

@@ -20,7 +20,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from ..models import (
     EntryMemo,
     Grant,
     User,
+    aware,
     utcnow,
 )
 from . import (
@@ -92,7 +93,7 @@ def _pages(session: Session, reader: reading.Reader, patient: User, kinds) -> It
             before=cursor,
             size=BATCH,
         )
-        oldest = _aware(rows[-1].entry.created_at) if after is not None else None
+        oldest = aware(rows[-1].entry.created_at) if after is not None else None
         yield _Page([row for row in rows if row.live], cursor, oldest)
         if after is None:
             return
@@ -120,10 +121,10 @@ def course_chunks(
         items = reading.open_entries(session=session, reader=reader, rows=page.rows)
         newest = page.before.at if page.before else None
         found = timeline.sessions_between(session, patient.id, oldest=page.oldest, newest=newest)
-        past = [s for s in found if _aware(s.scheduled_at) <= now]
+        past = [s for s in found if aware(s.scheduled_at) <= now]
         yield Chunk(
             periods=timeline.periods(past, items, first=page.before is None),
-            upcoming=[s for s in found if _aware(s.scheduled_at) > now] if newest is None else [],
+            upcoming=[s for s in found if aware(s.scheduled_at) > now] if newest is None else [],
             notes=_notes_on(session, reader, _opened(items), written_by),
         )
 
@@ -151,10 +152,6 @@ def _open_notes(session: Session, reader: reading.Reader, query, written_by) -> 
         session=session, query=query, reader=reader.user, private_key=reader.private_key
     )
     return [note for note in notes if note.note is not None]
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- what an entry says --------------------------------------------------------------------------
@@ -371,8 +368,8 @@ def _log_row(event: audit.LoggedEvent, patient: User, names: dict, entries: dict
     if event.entry_id in entries:
         kind, at = entries[event.entry_id]
         label = (entry_forms.KIND_LABELS | instruments.LABELS).get(kind, "Entry")
-        entry = f"{label} of {_aware(at).astimezone(zone):%-d %b %Y}"
-    when = _aware(event.at).astimezone(zone).isoformat(timespec="seconds")
+        entry = f"{label} of {aware(at).astimezone(zone):%-d %b %Y}"
+    when = aware(event.at).astimezone(zone).isoformat(timespec="seconds")
     row = [when, who, what, entry, str(event.entry_id or ""), event.count]
     return [_cell(value) for value in row]
 

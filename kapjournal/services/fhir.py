@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..models import aware
 from .instruments import (
     ANSWERS,
     DIFFICULTY_ANSWERS,
@@ -98,8 +99,7 @@ def _coding(code: str, display: str) -> dict:
 
 
 def _instant(moment: datetime) -> str:
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="seconds")
+    return aware(moment).astimezone(UTC).isoformat(timespec="seconds")
 
 
 def questionnaire_response(*, entry, body: dict, subject: str | None = None) -> dict:

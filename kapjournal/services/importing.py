@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
 from sqlmodel import Session, col, select
@@ -31,6 +31,7 @@ from ..models import (
     Entry,
     TreatmentSession,
     User,
+    aware,
 )
 from . import annotations, entry_forms, instruments, journal
 
@@ -50,7 +51,7 @@ def iso(value: datetime | None) -> str | None:
     """A stored time as ISO 8601 with its UTC offset."""
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return aware(value).isoformat()
 
 
 def session_json(found: TreatmentSession, patient: User) -> dict:
@@ -217,7 +218,7 @@ def _time(value, what: str) -> datetime:
         found = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise Refused(f"{what} has no valid date.") from None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return aware(found)
 
 
 def _session_in(number: int, item: dict) -> SessionIn:

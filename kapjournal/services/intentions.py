@@ -14,12 +14,11 @@ entries, their sessions, and none for keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
-from ..models import TreatmentSession, User
+from ..models import TreatmentSession, User, aware
 from . import reading, timeline
 
 KINDS = ("intention", "reflection")
@@ -60,17 +59,13 @@ def page(
     return Page(rows=by_session(items, sessions), next=after, first=before is None)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _sessions_of(session: Session, patient_id, items) -> list[TreatmentSession]:
     """The patient's sessions the page's entries may belong to, oldest first: those named by an
     entry, and every one from the last before the oldest entry to the first after the newest.
     One query (none for an empty page)."""
     if not items:
         return []
-    times = [_aware(item.entry.created_at) for item in items]
+    times = [aware(item.entry.created_at) for item in items]
     oldest, newest = min(times), max(times)
     named = {item.entry.session_id for item in items if item.entry.session_id}
     before_oldest = (
@@ -99,16 +94,16 @@ def _sessions_of(session: Session, patient_id, items) -> list[TreatmentSession]:
 def by_session(items: list[reading.Item], sessions: list[TreatmentSession]) -> list[Row]:
     """The items set under their sessions (see the module's docstring), newest session first,
     the entries tied to no session last; within a row, oldest first."""
-    ordered = sorted(sessions, key=lambda s: _aware(s.scheduled_at))
+    ordered = sorted(sessions, key=lambda s: aware(s.scheduled_at))
     by_id = {s.id: s for s in ordered}
     found: dict = {}
-    for item in sorted(items, key=lambda i: (_aware(i.entry.created_at), i.entry.id)):
+    for item in sorted(items, key=lambda i: (aware(i.entry.created_at), i.entry.id)):
         home = by_id.get(item.entry.session_id) or _nearest(item, ordered)
         row = found.setdefault(home.id if home else None, Row(session=home))
         (row.intentions if item.entry.kind == "intention" else row.reflections).append(item)
     rows = sorted(
         (row for key, row in found.items() if key is not None),
-        key=lambda row: _aware(row.session.scheduled_at),
+        key=lambda row: aware(row.session.scheduled_at),
         reverse=True,
     )
     return rows + ([found[None]] if None in found else [])
@@ -117,7 +112,7 @@ def by_session(items: list[reading.Item], sessions: list[TreatmentSession]) -> l
 def _nearest(item: reading.Item, ordered: list[TreatmentSession]) -> TreatmentSession | None:
     """For an entry that names no session: an intention belongs to the next session, a
     reflection to the last one before it."""
-    made = _aware(item.entry.created_at)
+    made = aware(item.entry.created_at)
     if item.entry.kind == "intention":
-        return next((s for s in ordered if _aware(s.scheduled_at) >= made), None)
-    return next((s for s in reversed(ordered) if _aware(s.scheduled_at) <= made), None)
+        return next((s for s in ordered if aware(s.scheduled_at) >= made), None)
+    return next((s for s in reversed(ordered) if aware(s.scheduled_at) <= made), None)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_
 from sqlmodel import Session, col, func, select
@@ -37,6 +37,7 @@ from ..models import (
     SafetyCheck,
     TreatmentSession,
     User,
+    aware,
     utcnow,
 )
 from . import audit, care, journal, sealed
@@ -146,7 +147,7 @@ def due_from(*, latest: dict, upcoming: list, now: datetime | None = None) -> li
             for s in upcoming
             if s.kind == "ketamine"
             and s.status == "planned"
-            and now <= _aware(s.scheduled_at) <= now + BEFORE_KETAMINE
+            and now <= aware(s.scheduled_at) <= now + BEFORE_KETAMINE
         ),
         key=lambda s: s.scheduled_at,
     )
@@ -154,20 +155,14 @@ def due_from(*, latest: dict, upcoming: list, now: datetime | None = None) -> li
     asked = []
     for instrument in INSTRUMENTS.values():
         last = latest.get(instrument.key)
-        last = _aware(last) if last is not None else None
-        if soon is not None and (
-            last is None or last < _aware(soon.scheduled_at) - BEFORE_KETAMINE
-        ):
+        last = aware(last) if last is not None else None
+        if soon is not None and (last is None or last < aware(soon.scheduled_at) - BEFORE_KETAMINE):
             asked.append(Due(instrument, "before your ketamine session", soon))
         elif last is None:
             asked.append(Due(instrument, "to see where you are starting from"))
         elif now - last >= DUE_EVERY:
             asked.append(Due(instrument, "it has been two weeks since the last one"))
     return asked
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def latest_taken_all(*, session: Session, patient: User) -> dict:

@@ -29,6 +29,7 @@ from ..models import (
     SessionDay,
     TreatmentSession,
     User,
+    aware,
     utcnow,
 )
 from . import sealed
@@ -92,12 +93,12 @@ def item_keys() -> list[str]:
 def pickup_at(treatment_session: TreatmentSession) -> datetime:
     """When the ride home is asked to come (the clinic's setting after the start)."""
     minutes = current_app.config.get("SESSION_DAY_PICKUP_MINUTES", 150)
-    return _aware(treatment_session.scheduled_at) + timedelta(minutes=minutes)
+    return aware(treatment_session.scheduled_at) + timedelta(minutes=minutes)
 
 
 def opens_at(scheduled_at: datetime, zone) -> datetime:
     """18:00 on the evening before the session, in `zone`."""
-    local = _aware(scheduled_at).astimezone(zone)
+    local = aware(scheduled_at).astimezone(zone)
     evening = datetime.combine(local.date() - timedelta(days=1), OPENS_AT, tzinfo=zone)
     return evening.astimezone(UTC)
 
@@ -107,10 +108,6 @@ def zone_named(name: str):
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -167,7 +164,7 @@ def _window_statement(patient_id, now: datetime):
 def phase_of(treatment_session: TreatmentSession, day: SessionDay | None, zone, now) -> str | None:
     """ "before" while the checklist is shown (18:00 the evening before, until the start),
     "after" while "I'm home" is (a supporter named, up to a day after the start), else None."""
-    start = _aware(treatment_session.scheduled_at)
+    start = aware(treatment_session.scheduled_at)
     if opens_at(start, zone) <= now < start:
         return "before"
     if start <= now < start + HOME_FOR and day is not None and (day.ride_id or day.companion_id):
@@ -184,7 +181,7 @@ def nearby(sessions, now: datetime | None = None) -> list[TreatmentSession]:
         for s in sessions
         if s.kind == "ketamine"
         and s.status != "cancelled"
-        and now - HOME_FOR < _aware(s.scheduled_at) <= now + timedelta(days=2)
+        and now - HOME_FOR < aware(s.scheduled_at) <= now + timedelta(days=2)
     ]
 
 
@@ -289,7 +286,7 @@ def done_of(*, session: Session, sessions) -> tuple[TreatmentSession, bool] | No
     found = nearby(sessions)
     if not found:
         return None
-    first = min(found, key=lambda s: _aware(s.scheduled_at))
+    first = min(found, key=lambda s: aware(s.scheduled_at))
     done = session.exec(select(SessionDay.done).where(SessionDay.session_id == first.id)).first()
     return first, bool(done)
 
@@ -353,7 +350,7 @@ class SupporterReminder:
 
 def supporter_reminders(day: SessionDay, ts: TreatmentSession, supporter_id) -> list:
     """The evening before (ride and companion), and an hour before pick-up (the ride)."""
-    start = _aware(ts.scheduled_at)
+    start = aware(ts.scheduled_at)
     found = []
     if supporter_id in (day.ride_id, day.companion_id):
         found.append(SupporterReminder(EVENING, ts, opens_at(start, zone_named(day.zone)), start))

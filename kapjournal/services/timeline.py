@@ -28,6 +28,7 @@ from ..models import (
     ItemKey,
     TreatmentSession,
     User,
+    aware,
     utcnow,
 )
 from . import journal, reading
@@ -59,11 +60,7 @@ class Cursor:
 
     @classmethod
     def after(cls, entry: Entry) -> Cursor:
-        return cls(at=_aware(entry.created_at), id=entry.id)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return cls(at=aware(entry.created_at), id=entry.id)
 
 
 @cache
@@ -186,12 +183,12 @@ def course_page(
     )
     items = reading.open_entries(session=session, reader=reader, rows=rows)
     now = utcnow()
-    oldest = _aware(items[-1].entry.created_at) if items and after else None
+    oldest = aware(items[-1].entry.created_at) if items and after else None
     found = sessions_between(
         session, patient.id, oldest=oldest, newest=before.at if before else None
     )
-    upcoming = [s for s in found if _aware(s.scheduled_at) > now] if before is None else []
-    past = [s for s in found if _aware(s.scheduled_at) <= now]
+    upcoming = [s for s in found if aware(s.scheduled_at) > now] if before is None else []
+    past = [s for s in found if aware(s.scheduled_at) <= now]
     return Page(
         periods=periods(past, items, first=before is None),
         items=items,
@@ -228,12 +225,12 @@ def periods(past: list[TreatmentSession], items: list[reading.Item], *, first: b
     then the entries from before the first session. On a later page the newest session was
     the previous page's last heading: it comes again, marked continued, only if entries of
     its period are on this page too."""
-    ordered = sorted(past, key=lambda s: _aware(s.scheduled_at), reverse=True)
+    ordered = sorted(past, key=lambda s: aware(s.scheduled_at), reverse=True)
     found = [Period(session=s) for s in ordered]
     loose = Period(session=None)
     for item in items:
-        made = _aware(item.entry.created_at)
-        period = next((p for p in found if _aware(p.session.scheduled_at) <= made), loose)
+        made = aware(item.entry.created_at)
+        period = next((p for p in found if aware(p.session.scheduled_at) <= made), loose)
         period.items.append(item)
     if loose.items:
         found.append(loose)
