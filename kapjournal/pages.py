@@ -199,6 +199,14 @@ def share_choices(patient: User, kind: str | None = None) -> list[tuple[User, st
     return [(person, accounts.name_of(person)) for person in people]
 
 
+def default_readers(patient: User, kind: str) -> list[User]:
+    """Whom an entry of `kind` goes to when the patient wrote it without choosing (the offline
+    page, a capture): their therapists, if they share that kind by default; else no one."""
+    if not measures.shares_by_default(patient, kind):
+        return []
+    return [person for person, _ in share_choices(patient, kind) if person.role == "therapist"]
+
+
 def sharing_panel(patient: User, entry: Entry) -> dict:
     """Who reads the author's entry (pending ones marked), and whom they may still add."""
     readers, addable = sharing.people_around(session=db.session(), patient=patient, entry=entry)

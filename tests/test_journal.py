@@ -922,3 +922,22 @@ def test_demo_clinic_has_a_course_and_the_therapist_sees_only_what_was_shared(ap
     for words in private:
         assert words not in page
     assert "safety plan" in page.lower()  # shared with the care team by default
+
+
+def test_an_entry_from_the_offline_page_follows_the_standing_default_and_never_a_supporter(
+    app, as_patient, patient, therapist, supporter
+):
+    offline = form_on(app.test_client().get("/write-offline?kind=reflection"), "/entries/new")
+    assert offline.values("share_default") == ["1"] and not offline.values("share")
+
+    def send(words: str) -> uuid.UUID:  # as the phone's queue sends it, with a fresh token
+        token = csrf_token(as_patient, "/entries/new?kind=reflection")
+        return written(submit(as_patient, offline, text=words, csrf_token=token))
+
+    private = send("Written on the bus, no signal.")
+    assert grant_readers(app, private) == {patient.id}  # nothing shared by default yet
+
+    form = form_on(as_patient.get("/account/sharing"), "/account/sharing")
+    submit(as_patient, form, kinds=["reflection"], password=PASSWORD)
+    shared = send("Written on the train, no signal.")
+    assert grant_readers(app, shared) == {patient.id, therapist.id}  # not the supporter

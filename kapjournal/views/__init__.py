@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +45,14 @@ def see_other(endpoint: str, **values) -> Response:
 
 def form_text(name: str, limit: int = 10_000) -> str:
     return request.form.get(name, "")[:limit]
+
+
+def form_uuid(name: str) -> uuid.UUID | None:
+    """A form field holding an id, or None when it is missing or not one."""
+    try:
+        return uuid.UUID(request.form.get(name) or "")
+    except ValueError:
+        return None
 
 
 def ticked(name: str) -> bool:

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import db, pages, policy, web
-from ..services import capture, journal, measures, reading
+from ..services import capture, journal, reading
 from ..services.accounts import ValidationError
-from . import render, see_other
+from . import form_uuid, render, see_other
 
 bp = Blueprint("capture", __name__)
 
@@ -52,8 +52,8 @@ def new():
         return render(
             "capture/new.html", status=422, **_context(values=request.form, errors=exc.errors)
         )
-    client_id = _uuid(request.form.get("client_id")) or uuid.uuid4()
-    readers = _default_readers()
+    client_id = form_uuid("client_id") or uuid.uuid4()
+    readers = pages.default_readers(_me(), "capture")  # held by the seal in the after-hours
     new = {"body": body, "audio": audio, "client_id": client_id, "readers": readers}
     try:
         entry, _created = capture.create(session=dbs, author=_me(), **new)
@@ -63,21 +63,6 @@ def new():
         entry, _created = capture.create(session=dbs, author=_me(), **new)
     dbs.commit()
     return see_other("journal.show_entry", entry_id=entry.id)
-
-
-def _default_readers():
-    """A capture goes where the patient's reflections go by default (held by the seal in
-    the hours after a session)."""
-    if not measures.shares_by_default(_me(), "capture"):
-        return []
-    return [r for r, _ in pages.share_choices(_me(), "capture") if r.role == "therapist"]
-
-
-def _uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value or "")
-    except ValueError:
-        return None
 
 
 @bp.get("/entries/<uuid:entry_id>/memo")

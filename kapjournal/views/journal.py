@@ -14,7 +14,7 @@ from ..models import User
 from ..services import accounts, capture, course, entry_forms, instruments, journal, measures
 from ..services import timeline as course_pages
 from ..services.accounts import ValidationError
-from . import form_text, render, see_other, ticked, viewer_zone
+from . import form_text, form_uuid, render, see_other, ticked, viewer_zone
 
 bp = Blueprint("journal", __name__)
 
@@ -110,13 +110,13 @@ def new_entry():
     dbs = db.session()
     try:
         body = entry_forms.parse(kind, request.form)
-        client_id = _uuid_field("client_id") or uuid.uuid4()
+        client_id = form_uuid("client_id") or uuid.uuid4()
         session_id = _session_field()
         chosen = request.form.getlist("share")
         readers = [r for r, _ in pages.share_choices(_me(), kind) if str(r.id) in chosen]
-        if request.form.get("share_default") == "1" and measures.shares_by_default(_me(), kind):
+        if request.form.get("share_default") == "1":
             # Written on the offline page, which names no one: the standing default applies.
-            readers = [r for r, _ in pages.share_choices(_me(), kind) if r.role == "therapist"]
+            readers = pages.default_readers(_me(), kind)
         new = {"kind": kind, "body": body, "client_id": client_id, "session_id": session_id}
         # Written in the hours after a ketamine session, it is held for the author alone (the
         # cooling-off seal, services/capture.py); otherwise a plain journal.create.
@@ -135,15 +135,8 @@ def new_entry():
     return see_other("journal.show_entry", entry_id=entry.id)
 
 
-def _uuid_field(name: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(request.form.get(name, ""))
-    except ValueError:
-        return None
-
-
 def _session_field() -> uuid.UUID | None:
-    session_id = _uuid_field("session_id")
+    session_id = form_uuid("session_id")
     if session_id is None:
         return None
     # Patients only reach this view, and policy gives a patient only their own sessions.
@@ -280,7 +273,7 @@ def share_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
     reader = policy.get_share_reader_for(
-        session=dbs, patient=_me(), reader_id=_uuid_field("reader_id"), kind=entry.kind
+        session=dbs, patient=_me(), reader_id=form_uuid("reader_id"), kind=entry.kind
     )
     if reader.role == "support" and request.form.get("confirm") != "1":
         # Family and friends are asked about once, naming them and what they will read; the
@@ -305,7 +298,7 @@ def share_entry(entry_id: uuid.UUID):
 def revoke_entry(entry_id: uuid.UUID):
     dbs = db.session()
     entry = policy.get_entry_for(session=dbs, user=_me(), entry_id=entry_id, need="share")
-    reader_id = policy.get_reader_to_revoke_for(patient=_me(), reader_id=_uuid_field("reader_id"))
+    reader_id = policy.get_reader_to_revoke_for(patient=_me(), reader_id=form_uuid("reader_id"))
     journal.revoke(
         session=dbs,
         entry=entry,
