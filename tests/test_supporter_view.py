@@ -20,7 +20,7 @@ from test_support import CARD, invite, register_from, write_card
 
 from kapjournal.models import AuditEvent, User, utcnow
 from kapjournal.services import course
-from kapjournal.views.measures import phone_links
+from kapjournal.views import phone_links
 
 NEXT_SESSION_SETTING = "/supporters/next-session"
 LET_THEM_SEE = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from flask import (
     url_for,
 )
 from jinja2_fragments.flask import render_block
+from markupsafe import Markup, escape
 
 
 def render(template: str, *, block: str | None = None, status: int = 200, **context) -> Response:
@@ -140,10 +142,46 @@ def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
     return "" if value is None else in_viewer_zone(value).strftime(fmt)
 
 
+# --- phone numbers as links ---------------------------------------------------------------------
+
+# A run that may be a phone number: digits with spaces, dots, hyphens or brackets between them,
+# never across a line break, and not inside a word or a longer number.
+_PHONE_RUN = re.compile(r"(?<![\w+(])(?:\+|\()?\d[\d \u00a0().-]*\d(?!\w)", re.ASCII)
+_SHORT_NUMBERS = {"911", "988"}  # crisis and emergency lines said in three digits
+_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{4} ?- ?\d{4}", re.ASCII)
+
+
+def _phone_number(run: str) -> str | None:
+    """What to dial for a run of text, or None if it does not look like a phone number: 7
+    to 15 digits (or a three-digit crisis line), and not a date or a span of years."""
+    digits = re.sub(r"\D", "", run, flags=re.ASCII)
+    if _DATE.fullmatch(run) or not (7 <= len(digits) <= 15 or run in _SHORT_NUMBERS):
+        return None
+    return ("+" if run.startswith("+") else "") + digits
+
+
+def phone_links(text: str | None) -> Markup:
+    """Jinja filter for the words of a safety plan or a support card: the text, escaped, with
+    each phone number in it a tel: link (one tap to call). Built from escaped pieces only."""
+    text = text or ""
+    out, last = Markup(""), 0
+    for match in _PHONE_RUN.finditer(text):
+        run, start = match.group(0), match.start()
+        if run.startswith("(") and ")" not in run:
+            run, start = run[1:], start + 1  # "(call 555 0100)": the bracket is not dialled
+        number = _phone_number(run)
+        if number is None:
+            continue
+        out += escape(text[last:start]) + Markup('<a href="tel:{}">{}</a>').format(number, run)
+        last = match.end()
+    return out + escape(text[last:])
+
+
 def init_app(app) -> None:
     from ..services.entry_forms import MOOD_FACES
     from ..services.measures import shares_by_default
 
     app.add_template_filter(local_time, "local")
+    app.add_template_filter(phone_links, "phone_links")
     app.add_template_global(MOOD_FACES, "mood_faces")
     app.add_template_global(shares_by_default, "shares_by_default")

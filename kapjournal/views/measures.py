@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from flask import Blueprint, abort, redirect, request, url_for
-from markupsafe import Markup, escape
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
@@ -221,39 +219,6 @@ def _own_scale(entry: Entry) -> dict | None:
 
 
 # --- the safety plan ----------------------------------------------------------------------------
-
-# A run that may be a phone number: digits with spaces, dots, hyphens or brackets between them,
-# never across a line break, and not inside a word or a longer number.
-_PHONE_RUN = re.compile(r"(?<![\w+(])(?:\+|\()?\d[\d \u00a0().-]*\d(?!\w)", re.ASCII)
-_SHORT_NUMBERS = {"911", "988"}  # crisis and emergency lines said in three digits
-_DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}|\d{4} ?- ?\d{4}", re.ASCII)
-
-
-def _phone_number(run: str) -> str | None:
-    """What to dial for a run of text, or None if it does not look like a phone number: 7
-    to 15 digits (or a three-digit crisis line), and not a date or a span of years."""
-    digits = re.sub(r"\D", "", run, flags=re.ASCII)
-    if _DATE.fullmatch(run) or not (7 <= len(digits) <= 15 or run in _SHORT_NUMBERS):
-        return None
-    return ("+" if run.startswith("+") else "") + digits
-
-
-@bp.app_template_filter("phone_links")
-def phone_links(text: str | None) -> Markup:
-    """Jinja filter for the words of a safety plan or a support card: the text, escaped, with
-    each phone number in it a tel: link (one tap to call). Built from escaped pieces only."""
-    text = text or ""
-    out, last = Markup(""), 0
-    for match in _PHONE_RUN.finditer(text):
-        run, start = match.group(0), match.start()
-        if run.startswith("(") and ")" not in run:
-            run, start = run[1:], start + 1  # "(call 555 0100)": the bracket is not dialled
-        number = _phone_number(run)
-        if number is None:
-            continue
-        out += escape(text[last:start]) + Markup('<a href="tel:{}">{}</a>').format(number, run)
-        last = match.end()
-    return out + escape(text[last:])
 
 
 @bp.app_template_global()
