@@ -33,10 +33,14 @@ def test_a_spanish_phone_gets_spanish_pages_and_the_spanish_crisis_page_offline(
     assert_fits_the_screen_in_spanish(page)
     assert_accessible(axe, page, "login, in Spanish")
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.wait_for_function(
-        """() => caches.open('kapjournal-shell-v6')
-                   .then((c) => c.match('/help?lang=es')).then((hit) => !!hit)"""
-    )
+    # The service worker has the Spanish crisis page (in whichever cache is current). Polled with
+    # evaluate, which awaits the promise (wait_for_function would take the promise as truthy).
+    for _ in range(100):
+        if page.evaluate("caches.match('/help?lang=es').then((hit) => !!hit)"):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the Spanish crisis page never reached the service worker's cache")
 
     page.get_by_role("banner").get_by_role("link", name="¿Necesita ayuda ahora?").click()
     expect(heading(page)).to_have_text("¿Necesita ayuda ahora?")
