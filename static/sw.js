@@ -7,7 +7,7 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v7";
+const CACHE = "kapjournal-shell-v8";
 const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in", "/capture-offline"];
 // The crisis page in each language (English is plain /help; base.html links to the page's own).
 const PAGES = ["/offline", "/help", "/help?lang=es"].concat(WRITE);
