@@ -199,6 +199,24 @@ def test_a_patients_phone_has_four_tabs_at_the_bottom_above_the_safe_area_the_cu
         ).to_be_visible()
 
 
+def test_the_tab_bar_is_at_the_bottom_straight_after_logging_in_without_a_reload(
+    live_app, new_context
+):
+    """The login form is boosted: htmx swaps the page in and keeps the login page's <body>, so
+    the tab bar must not depend on anything the first page put there."""
+    clinic = a_clinic(live_app)
+    page = new_context(**PHONE).new_page()
+    loads = []
+    page.on("load", lambda _: loads.append(page.url))
+    log_in(page, clinic.patient.email)
+    expect(heading(page)).to_have_text("Your journal")
+    assert loads and all(url.endswith("/login") for url in loads)  # the journal swapped in
+    bar = box(tab_bar(page))
+    assert bar["y"] + bar["height"] == pytest.approx(page.viewport_size["height"], abs=0.5)
+    more = tab_bar(page).get_by_role("link", name="More", exact=True)
+    expect(more).to_be_visible()
+
+
 def test_at_1024_px_there_is_no_tab_bar_the_tabs_are_in_the_header(live_app, new_context):
     clinic = a_clinic(live_app)
     for persona, names, current in (
