@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import Session, SQLModel
 from werkzeug.serving import make_server
 
@@ -424,3 +424,26 @@ def write_entry(
             session.add(entry)
         session.commit()
         return entry.id
+
+
+def client_for(app, persona: Persona | None = None):
+    """A test client, logged in as `persona` (None: anonymous)."""
+    client = app.test_client()
+    if persona is not None:
+        login(client, persona)
+    return client
+
+
+@contextmanager
+def counted_statements(engine):
+    """The SQL statements run on `engine` inside the block, as a list filled as they run."""
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

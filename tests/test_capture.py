@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import PASSWORD, WebClient, csrf_token, in_parallel, login, post, serving
+from conftest import PASSWORD, WebClient, client_for, csrf_token, in_parallel, login, post, serving
 from sqlalchemy import update
 from sqlmodel import Session, select
 from test_journal_security import capture_every_log, hits, logged_bytes, stored_bytes
@@ -33,12 +33,6 @@ def audio_with(marker: bytes, size: int = 4096) -> bytes:
     """Bytes that stand for a recording, with a recognisable pattern inside."""
     filler = secrets.token_bytes(size)
     return b"\x1aE\xdf\xa3" + filler[: size // 2] + marker + filler[size // 2 :]
-
-
-def client_for(app, persona):
-    client = app.test_client()
-    login(client, persona)
-    return client
 
 
 def schedule_ketamine(client, ago: timedelta, zone: str = ZONE) -> None:

@@ -12,7 +12,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 
-from conftest import PASSWORD, Persona, login, make_user
+from conftest import PASSWORD, Persona, client_for, make_user
 from sqlmodel import Session
 
 from kapjournal import db
@@ -38,12 +38,6 @@ def database(app):
 
 def words(fragment: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
-
-
-def client_for(app, persona: Persona):
-    client = app.test_client()
-    login(client, persona)
-    return client
 
 
 def add_session(app, patient: Persona, therapist: Persona, kind: str, days: float, **extra):

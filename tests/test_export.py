@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 import zipfile
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from conftest import (
     PASSWORD,
     WebClient,
     app_config,
+    counted_statements,
     csrf_token,
     in_parallel,
     login,
@@ -36,7 +36,7 @@ from conftest import (
 # fhir.resources validates FHIR R4B; R4B's QuestionnaireResponse and Bundle are R4's (R4B
 # changed neither), so a bundle valid here is a valid R4 bundle.
 from fhir.resources.R4B.bundle import Bundle
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 from kapjournal import create_app, db
@@ -397,20 +397,6 @@ def test_a_bundle_without_results_is_still_valid(app, patient):
     assert bundle.entry is None
 
 
-@contextmanager
-def counted(engine):
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 def test_a_journal_of_many_pages_is_exported_whole_a_page_at_a_time(app, patient, therapist):
     total = 230  # three pages of a hundred
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
@@ -425,7 +411,7 @@ def test_a_journal_of_many_pages_is_exported_whole_a_page_at_a_time(app, patient
             )
         session.commit()
     client = client_of(app, patient)
-    with counted(app.extensions["db_engine"]) as seen:
+    with counted_statements(app.extensions["db_engine"]) as seen:
         files = unzip(download(client))
     entries = json.loads(files["journal.json"])["entries"]
     assert len(entries) == total == len({e["id"] for e in entries})

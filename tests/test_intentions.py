@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from conftest import Persona, login
+from conftest import Persona, client_for, counted_statements
 from sqlmodel import Session, select
-from test_read_path import bury, counted
+from test_read_path import bury
 
 from kapjournal import db
 from kapjournal.models import AuditEvent, Entry, Grant, TreatmentSession, User, utcnow
@@ -27,13 +27,6 @@ BUDGET = 8  # SQL statements, request pipeline included: a course page's (DESIGN
 def opened(app):
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         yield session
-
-
-def client_for(app, persona: Persona | None):
-    client = app.test_client()
-    if persona is not None:
-        login(client, persona)
-    return client
 
 
 def text_of(body: str) -> str:
@@ -235,7 +228,7 @@ def test_the_page_costs_the_same_statements_at_any_journal_size(app, database, p
         for who, path in paths.items():
             for _ in range(2):  # warm: the device's key cache, the day's first reads
                 assert clients[who].get(path).status_code == 200
-            with counted(database["engine"]) as statements:
+            with counted_statements(database["engine"]) as statements:
                 assert clients[who].get(path).status_code == 200
             found[who] = len(statements)
         return found

@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import PASSWORD, Persona, csrf_token, login, make_user, post
-from sqlalchemy import event
+from conftest import (
+    PASSWORD,
+    Persona,
+    client_for,
+    counted_statements,
+    csrf_token,
+    make_user,
+    post,
+)
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, func, select
 
@@ -43,14 +50,6 @@ HIDDEN = re.compile(r'<input type="hidden" name="(\w+)" value="([^"]*)">')
 TEXTAREA = re.compile(r'<textarea\b[^>]*\bname="(\w+)"[^>]*>([^<]*)</textarea>')
 SHARE_BOX = re.compile(r'<input type="checkbox" name="share" value="([^"]+)"')
 TOKEN_VALUE = re.compile(r'(name="csrf_token" value=")[^"]+(")')
-
-
-def client_for(app, persona: Persona | None):
-    """A test client, logged in as `persona` (None: anonymous)."""
-    client = app.test_client()
-    if persona is not None:
-        login(client, persona)
-    return client
 
 
 def form_values(page: str) -> dict[str, list[str]]:
@@ -685,20 +684,6 @@ def test_a_therapist_taken_off_the_care_team_gets_404_despite_their_grant(app, p
 
 
 # --- 5. the timeline costs the same number of queries for 5 entries or 200 ----------------------
-
-
-@contextmanager
-def counted_statements(engine):
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def create_entries(app, patient: Persona, therapist: Persona, count: int) -> None:

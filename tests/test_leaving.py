@@ -8,7 +8,7 @@ import re
 import uuid
 from datetime import timedelta
 
-from conftest import PASSWORD, Persona, login, post, write_entry
+from conftest import PASSWORD, client_for, post, write_entry
 from sqlmodel import Session, func, select
 
 from kapjournal import db
@@ -27,12 +27,6 @@ from kapjournal.models import (
 from kapjournal.services import annotations, audit, practices
 
 PHRASE = "delete my account"
-
-
-def client_for(app, persona: Persona):
-    client = app.test_client()
-    login(client, persona)
-    return client
 
 
 def database(app):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import ast
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Persona, login, make_user, post, write_entry
-from sqlalchemy import event, insert
+from conftest import Persona, client_for, counted_statements, make_user, post, write_entry
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from kapjournal import crypto, db
@@ -35,28 +34,8 @@ BUDGETS = {  # SQL statements per page, request pipeline included (DESIGN §9)
 }
 
 
-@contextmanager
-def counted(engine):
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 def visible(page: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", page).split())
-
-
-def client_for(app, persona: Persona):
-    client = app.test_client()
-    login(client, persona)
-    return client
 
 
 def bury(app, patient: Persona, therapist: Persona, count: int) -> None:
@@ -102,7 +81,7 @@ def statements_per_page(app, database, clients: dict, pages: dict) -> dict:
         client = clients[who]
         for _ in range(2):  # warm: the device's key cache, the day's first reads
             assert client.get(path).status_code == 200, (name, path)
-        with counted(database["engine"]) as statements:
+        with counted_statements(database["engine"]) as statements:
             response = client.get(path)
         assert response.status_code == 200, (name, path)
         found[name] = len(statements)

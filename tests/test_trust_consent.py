@@ -9,13 +9,11 @@ import re
 import secrets
 import uuid
 
-from conftest import WebClient, make_user, post
+from conftest import WebClient, client_for, counted_statements, make_user, post
 from sqlmodel import select
 from test_journal import form_on, press, submit, text_of, visible, write, written
 from test_journal_security import (
     capture_every_log,
-    client_for,
-    counted_statements,
     database_session,
     hits,
     logged_bytes,

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import PASSWORD, Persona, csrf_token, login, make_user, post
+from conftest import PASSWORD, Persona, client_for, csrf_token, make_user, post
 from sqlmodel import Session, col, func, select
 from test_journal_security import capture_every_log, hits, logged_bytes, stored_bytes
 
@@ -50,13 +50,6 @@ GUILT = ("streak", "missed", "failed", "behind", "you should", "broke", "only ")
 def database(app):
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         yield session
-
-
-def client_for(app, persona: Persona | None):
-    client = app.test_client()
-    if persona is not None:
-        login(client, persona)
-    return client
 
 
 def text_of(response) -> str:
