@@ -194,6 +194,46 @@ def test_the_access_log_comes_a_page_at_a_time(app, patient):
     assert visible(rest).count("You wrote") == 10 and "<html" not in rest
 
 
+def next_page(page: str, path: str) -> str:
+    """The 'Show earlier' link of a page: the same URL for a plain link and for htmx."""
+    found = re.search(r'<a class="button button-secondary" href="([^"]+)" hx-get="([^"]+)"', page)
+    assert found and found.group(1) == found.group(2) and found.group(1).startswith(path), page
+    return found.group(1).replace("&amp;", "&")
+
+
+def test_the_caseload_comes_twenty_patients_at_a_time(app, therapist):
+    for n in range(23):
+        make_user(
+            app, role="patient", email=f"p{n}@example.org", name=f"Pat {n:02}", invited_by=therapist
+        )
+    client = client_for(app, therapist)
+    first = client.get("/home").get_data(as_text=True)
+    shown = set(re.findall(r"Pat \d\d", visible(first)))
+    assert len(shown) == 20 and "Show more patients" in first
+    link = next_page(first, "/home?before=")
+    plain = client.get(link).get_data(as_text=True)  # no JavaScript: the whole page
+    in_place = client.get(link, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" in plain and "<html" not in in_place
+    rest = set(re.findall(r"Pat \d\d", visible(in_place)))
+    assert len(rest) == 3 and not rest & shown and "Show more patients" not in in_place
+
+
+def test_the_supporters_view_comes_twenty_entries_at_a_time(app, patient, supporter):
+    written = {write_entry(app, patient, f"For Sue {n}.", readers=[supporter]) for n in range(23)}
+    client = client_for(app, supporter)
+    path = f"/supporting/{patient.id}"
+
+    def listed(page: str) -> set:
+        return {uuid.UUID(i) for i in re.findall(r'href="/entries/([0-9a-f-]{36})"', page)}
+
+    first = client.get(path).get_data(as_text=True)
+    assert len(listed(first)) == 20 and "Show earlier entries" in first
+    link = next_page(first, path + "?before=")
+    in_place = client.get(link, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in in_place and "Show earlier entries" not in in_place
+    assert listed(first) | listed(in_place) == written and not listed(first) & listed(in_place)
+
+
 # --- the request pipeline --------------------------------------------------------------------
 
 
