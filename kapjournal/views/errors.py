@@ -71,7 +71,11 @@ def _http_error(exc: HTTPException):
         return error_page(413, TOO_LARGE[request.endpoint](current_app.config))
     if isinstance(exc, CSRFError):
         return error_page(400, "This form had expired. Go back, reload the page and send it again.")
-    return error_page(status)
+    response = error_page(status)
+    whole = dict(exc.get_headers()).get("Content-Range") if status == 416 else None
+    if whole:  # the protocol's own header: the length a range may ask within
+        response.headers["Content-Range"] = whole
+    return response
 
 
 def _unexpected(exc: Exception):
