@@ -16,6 +16,7 @@ from .services import (
     accounts,
     annotations,
     audit,
+    capture,
     care,
     chart,
     entry_forms,
@@ -116,7 +117,6 @@ def after_the_session(reader: reading.Reader, page: timeline.Page) -> dict:
     after-hours of one (from the sessions the page loaded already), and what the cooling-off
     seal held, once it has ended, for them to decide on ("From yesterday's session"). One
     query when nothing is held."""
-    from .services import capture
 
     dbs = db.session()
     past = [p.session for p in page.periods if p.session is not None]
