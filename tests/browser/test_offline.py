@@ -414,6 +414,7 @@ def test_logout_can_send_first_or_discard_unsent_entries(live_app, gateway, phon
     queue_an_unsent_entry(page, gateway, "Thrown away on purpose")
     # Logging this device out from the account page asks the same question.
     nav(page).get_by_role("link", name="Account").click()
+    expect(heading(page)).to_have_text("Your account")  # not More's own Log out, on its way out
     page.locator("form[data-logout]").get_by_role("button", name="Log out", exact=True).last.click()
     logout_dialog(page).get_by_role("button", name="Discard them").click()
     expect(heading(page)).to_have_text("Log in")
