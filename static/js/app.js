@@ -3,6 +3,45 @@
   "use strict";
   var doc = document;
 
+  // Languages (issue 16). The scripts write their words as t("English words", {name: value})
+  // and tn("one entry", "%(n)d entries", n); pybabel extracts them (babel.cfg) into the
+  // catalogue, and the app serves each language's as /i18n/<lang>.json (the service worker
+  // keeps a copy for the offline pages). The page's <html lang> says which; English, or the
+  // catalogue not loaded (yet), gives the English words. `ready` settles when it is loaded,
+  // failed, or after 1.5 s: scripts that speak as the page opens wait for it.
+  var lang = (doc.documentElement.lang || "en").split("-")[0].toLowerCase();
+  var catalogue = { plural: ["one", "other"], messages: {} };
+  function fill(text, vars) {
+    return text.replace(/%(?:\((\w+)\))?([sd%])/g, function (all, name, kind) {
+      if (kind === "%") return "%";
+      return vars && name in vars ? String(vars[name]) : all;
+    });
+  }
+  function t(msgid, vars) {
+    var found = catalogue.messages[msgid];
+    return fill(typeof found === "string" && found ? found : msgid, vars);
+  }
+  function tn(one, many, n, vars) {
+    var forms = catalogue.messages[one], index = -1;
+    if (Array.isArray(forms) && window.Intl && Intl.PluralRules) {
+      index = catalogue.plural.indexOf(new Intl.PluralRules(lang).select(n));
+      if (index < 0) index = forms.length - 1;
+    }
+    var text = index >= 0 && forms[index] ? forms[index] : n === 1 ? one : many;
+    return fill(text, Object.assign({ n: n }, vars));
+  }
+  var ready = Promise.resolve();
+  if (lang !== "en" && /^[a-z]{2,3}$/.test(lang) && window.fetch) {
+    ready = Promise.race([
+      fetch("/i18n/" + lang + ".json", { credentials: "omit" })
+        .then(function (res) { return res.ok ? res.json() : null; })
+        .then(function (found) { if (found && found.messages) catalogue = found; })
+        .catch(function () { /* English */ }),
+      new Promise(function (ok) { setTimeout(ok, 1500); })
+    ]);
+  }
+  window.kapjournalI18n = { lang: lang, t: t, tn: tn, ready: ready };
+
   // The server shows times in the browser's zone (the `tz` cookie).
   try {
     var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -73,11 +112,11 @@
       : fallbackCopy(target);
     if (!btn.hasAttribute("data-copy-label")) btn.setAttribute("data-copy-label", btn.textContent);
     p.then(function () {
-      btn.textContent = "Copied";
-      announce("Copied to clipboard");
+      btn.textContent = t("Copied");
+      announce(t("Copied to clipboard"));
     }, function () {
-      btn.textContent = "Copy failed";
-      announce("Could not copy. Select the text and copy it by hand.");
+      btn.textContent = t("Copy failed");
+      announce(t("Could not copy. Select the text and copy it by hand."));
     }).then(function () {
       clearTimeout(btn.copyTimer);
       btn.copyTimer = setTimeout(function () {

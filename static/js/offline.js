@@ -7,7 +7,7 @@
    - the account page's reminders load push.js. */
 (() => {
   "use strict";
-  const d = document;
+  const d = document, { t } = window.kapjournalI18n;
 
   d.addEventListener("htmx:sendError", (e) => {
     const x = e.detail || {}, cfg = x.requestConfig || {}, path = x.pathInfo || {};
@@ -23,7 +23,7 @@
         note.setAttribute("role", "alert");
         main.prepend(note);
       }
-      note.textContent = "You are offline, so nothing was changed. Try again when you are back online.";
+      note.textContent = t("You are offline, so nothing was changed. Try again when you are back online.");
     }
   });
 
