@@ -4,7 +4,7 @@
    - drafts.js (drafts, the queue of entries not sent yet, the logout question) is loaded
      where it has work: a page with a draft form, a logged-in page, or a phone that already
      keeps something; a real first visit does without it;
-   - the account page's reminders load push.js. */
+   - the account page's reminders load push.js; a copy or share button, copy.js. */
 (() => {
   "use strict";
   const d = document, { t } = window.kapjournalI18n;
@@ -46,6 +46,9 @@
     if (rec && !rec.recorderStarted) {
       rec.recorderStarted = true;
       import("/static/js/recorder.js").then((m) => m.init(rec)).catch(() => {});
+    }
+    if (root && root.querySelector && root.querySelector("[data-copy-target], [data-share-url]")) {
+      import("/static/js/copy.js").then((m) => m.init(root)).catch(() => {});
     }
     const push = root && root.querySelector && root.querySelector("[data-push]");
     if (push && !push.pushStarted) {
