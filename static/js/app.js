@@ -70,9 +70,9 @@
 
   // After htmx swaps <body> or <main>, focus its <h1> for screen readers.
   doc.body.addEventListener("htmx:afterSwap", function (e) {
-    var t = e.target;
-    if (t !== doc.body && t.tagName !== "MAIN") return;
-    var h1 = t.querySelector("h1");
+    var main = e.target;
+    if (main !== doc.body && main.tagName !== "MAIN") return;
+    var h1 = main.querySelector("h1");
     if (!h1) return;
     if (!h1.hasAttribute("tabindex")) h1.setAttribute("tabindex", "-1");
     h1.focus();

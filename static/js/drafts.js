@@ -88,14 +88,14 @@
   const restore = async (f) => {
     const rec = await db("drafts", (s) => s.get(f.dataset.draft));
     if (!rec || (rec.owner && me() && rec.owner != me())) return; // someone else's
-    const v = await unseal(rec), t = JSON.stringify(v), now = read(f);
+    const v = await unseal(rec), was = JSON.stringify(v), now = read(f);
     // New form: only if empty. Edit form: only if different.
-    if (blank(v) || (f.elements.client_id ? !blank(now) : JSON.stringify(now) == t)) return;
+    if (blank(v) || (f.elements.client_id ? !blank(now) : JSON.stringify(now) == was)) return;
     for (const e of fields(f)) {
       if (e.type == "radio") e.checked = v[e.name] == e.value;
       else if (e.k in v) e.value = v[e.k];
     }
-    f.last = t;
+    f.last = was;
     say(f, t("Draft restored from this phone."));
     return true;
   };
@@ -346,7 +346,7 @@
   };
   // The first run waits for the page's language (it may say "Draft restored").
   const schedule = () => ready.then(() => { clearTimeout(tick), tick = setTimeout(run); });
-  const on = (t, fn, capture) => d.addEventListener(t, fn, capture);
+  const on = (type, fn, capture) => d.addEventListener(type, fn, capture);
   on("input", (e) => {
     const f = e.target.form;
     if (f && f.dataset.draft) keep(f);

@@ -13,7 +13,7 @@ const minutes = (ms) => {
 };
 
 const chosenType = () =>
-  TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t)) || "";
+  TYPES.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || "";
 
 export function init(root) {
   const form = root.closest("form");
@@ -52,7 +52,7 @@ export function init(root) {
     recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
     recorder.addEventListener("dataavailable", (e) => e.data.size && chunks.push(e.data));
     recorder.addEventListener("stop", () => {
-      stream.getTracks().forEach((t) => t.stop());
+      stream.getTracks().forEach((track) => track.stop());
       const took = Date.now() - started;
       keep(new Blob(chunks, { type: recorder.mimeType || type || "audio/webm" }));
       button.classList.remove("is-recording");
