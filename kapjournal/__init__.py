@@ -75,6 +75,7 @@ def _init_extensions(app: Flask) -> None:
     limiter.init_app(app)
     i18n.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
+    i18n.install_template_callables(app)
     # Uploads never touch the disk in clear (voice memos, an imported journal).
     app.request_class = type("Request", (web.InMemoryUploads, app.request_class), {})
 

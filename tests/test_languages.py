@@ -13,6 +13,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from conftest import csrf_token, login, post
+from flask import render_template_string
 from sqlmodel import Session
 from test_invitations import invite
 
@@ -190,3 +191,30 @@ def test_translated_templates_have_no_unmarked_words(name):
     words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", text) if w != "kapjournal"]
     labels = [v for v in READ_ATTRIBUTES.findall(without_jinja) if re.search(r"[^\W\d_]", v)]
     assert (words, labels) == ([], [])
+
+
+# --- the templates' catalogue, looked up once per request ----------------------------------------
+
+
+def test_a_forced_language_reaches_the_templates_and_ends_with_its_block(app):
+    page = "{{ _('Journal') }} {{ html_lang() }}"
+    with app.test_request_context("/", headers=ENGLISH):
+        assert render_template_string(page) == "Journal en"
+        with i18n.force_locale("es"):  # an email to a Spanish-speaking recipient
+            assert render_template_string(page) == "Diario es"
+        assert render_template_string(page) == "Journal en"
+    with app.test_request_context("/", headers=SPANISH):  # a new request looks it up anew
+        assert render_template_string(page) == "Diario es"
+
+
+def test_every_forced_language_goes_through_i18n_force_locale():
+    """Flask-Babel's own force_locale would leave the templates' cached catalogue as it was."""
+    direct = [
+        path.name
+        for path in (ROOT / "kapjournal").rglob("*.py")
+        if path.name != "i18n.py"
+        and re.search(
+            r"flask_babel import[^\n]*force_locale|flask_babel\.force_locale", path.read_text()
+        )
+    ]
+    assert direct == []
