@@ -19,7 +19,7 @@ from pathlib import Path
 import flask_babel
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, request, url_for
+from flask import Flask, has_request_context, request, url_for
 from flask.globals import _cv_request  # Flask's own context variable for the request
 from flask_babel import get_locale
 from flask_login import current_user
@@ -36,7 +36,10 @@ def supported(code: str | None) -> str | None:
 
 
 def select_locale() -> str:
-    """The language of this request (see the module's docstring)."""
+    """The language of this request (see the module's docstring); English outside a request
+    (the command line, a job), unless the code forced one (`force_locale`)."""
+    if not has_request_context():
+        return DEFAULT
     chosen = supported(request.args.get("lang"))
     if chosen is None and current_user.is_authenticated:
         chosen = supported(current_user.user.locale)

@@ -14,6 +14,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from conftest import csrf_token, login, post
 from flask import render_template_string
+from flask_babel import gettext
 from sqlmodel import Session
 from test_invitations import invite
 
@@ -218,3 +219,11 @@ def test_every_forced_language_goes_through_i18n_force_locale():
         )
     ]
     assert direct == []
+
+
+def test_outside_a_request_strings_are_english_unless_a_language_is_forced(app):
+    """A job or the command line (a reminder sent by `flask reminders send`) has no request."""
+    with app.app_context():
+        assert gettext("Journal") == "Journal"
+        with i18n.force_locale("es"):
+            assert gettext("Journal") == "Diario"
