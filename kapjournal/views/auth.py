@@ -177,7 +177,7 @@ def recovery_code_confirm():
         code = form_text("code", 100)
         if not accounts.recovery_code_matches(user=current_user.user, code=code):
             return redirect(url_for("auth.recovery_code"), code=303)
-        errors = {"saved": "Tick the box once you have saved the code somewhere safe."}
+        errors = {"saved": gettext("Tick the box once you have saved the code somewhere safe.")}
         return recovery_page(code, status=422, errors=errors)
     dbs = db.session()
     user = current_user.user
