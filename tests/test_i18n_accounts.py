@@ -31,6 +31,7 @@ from kapjournal.services import accounts
 
 SPANISH = {"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}
 ENGLISH = {"Accept-Language": "en-US,en;q=0.9"}
+FIREFOX_ON_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 _CSRF = re.compile(r'name="csrf_token" value="[^"]*"')
 
 
@@ -44,6 +45,7 @@ def spanish_client(app, persona=None):
     """A client whose browser asks for Spanish (every request carries the header)."""
     client = app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = SPANISH["Accept-Language"]
+    client.environ_base["HTTP_USER_AGENT"] = FIREFOX_ON_LINUX
     if persona is not None:
         login(client, persona)
     return client
@@ -67,6 +69,7 @@ def test_the_account_and_two_step_pages_speak_spanish(app, patient, therapist):
     for words in ("Su cuenta", "Cambie su contraseña", "Verificación en dos pasos", "desactivada"):
         assert words in account, words
     assert "Dónde tiene la sesión iniciada" in account and "este dispositivo" in account
+    assert "Firefox en Linux" in account  # the stored label ("Firefox on Linux"), in words
     # The device's time, by Babel, in UTC as the line says: "2 dic 2026, 03:14 UTC".
     assert re.search(r"Sesión iniciada el \d{1,2} \w+\.? \d{4}, \d\d:\d\d UTC", account)
     for english in ("Your account", "Where you are logged in", "Logged in ", "this device"):
@@ -113,6 +116,7 @@ def test_the_english_pages_are_unchanged(app, patient):
     login(client, patient)
     account = page(client, "/account")
     assert "Where you are logged in" in account and "this device" in account
+    assert "<p>A browser <span" in account  # the test client's User-Agent names no browser
     assert re.search(r"Logged in \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC · last active", account)
     assert "Welcome, " + patient.name in page(client, "/welcome")
 
