@@ -12,6 +12,7 @@ import uuid
 import pytest
 from conftest import PASSWORD, fresh_totp_code, login, make_user, post, write_entry
 from sqlmodel import Session
+from test_push import PRIVATE_KEY, PUBLIC_KEY, SUBJECT, push_service, subscribe  # noqa: F401
 from test_trust_accounts import (
     NEW,
     body_of,
@@ -119,6 +120,26 @@ def test_the_english_pages_are_unchanged(app, patient):
     assert "<p>A browser <span" in account  # the test client's User-Agent names no browser
     assert re.search(r"Logged in \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC · last active", account)
     assert "Welcome, " + patient.name in page(client, "/welcome")
+
+
+def test_the_reminders_on_the_account_page_speak_spanish(make_app, push_service):  # noqa: F811
+    app = make_app(
+        VAPID_PRIVATE_KEY=PRIVATE_KEY,
+        VAPID_PUBLIC_KEY=PUBLIC_KEY,
+        VAPID_SUBJECT=SUBJECT,
+        PUSH_TEST_LOCAL_SERVICE=True,
+    )
+    therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
+    pat = make_user(app, role="patient", email="p@example.org", name="Pia", invited_by=therapist)
+    client = spanish_client(app, pat)
+    off = page(client, "/account")
+    assert "Recordatorios amables en este teléfono" in off
+    assert "Los recordatorios están desactivados." in off and "Reminders are off" not in off
+    assert subscribe(client, push_service.device()).status_code == 201
+    on = page(client, "/account")
+    assert "Los recordatorios están activados en 1 dispositivo." in on
+    assert "Dispositivos que reciben recordatorios" in on
+    assert re.search(r"· desde el \d{1,2} ", on) and "Reminders are on" not in on
 
 
 # --- form errors, rate limits, expired forms -----------------------------------------------------
