@@ -9,7 +9,6 @@ import uuid
 import segno
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user
 
 from .. import db, joining, policy, web
@@ -90,10 +89,11 @@ def _invitation_email(link: str) -> str:
             name=current_user.name,
             clinic=current_app.config["CLINIC_NAME"],
         ),
-        ngettext(
-            "Open this link to create your account (it works once and expires in %(num)d day):",
+        _("Open this link to create your account (it works once and expires in 1 day):")
+        if days == 1
+        else _(
             "Open this link to create your account (it works once and expires in %(num)d days):",
-            days,
+            num=days,
         ),
         link,
         _("If you were not expecting this, you can ignore this email."),
