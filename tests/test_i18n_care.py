@@ -66,7 +66,7 @@ def test_the_caseload_and_the_patient_page_speak_spanish(app, therapist, patient
         "2 entradas compartidas con usted hasta ahora (todavía no hay sesión de integración)"
         in (words)
     )
-    assert "Vista de la sesión de integración" in words and "Invitar a un paciente" in words
+    assert "Vista para la sesión de integración" in words and "Invitar a un paciente" in words
     for english in ("Your caseload", "Next session", "shared with you", "Ketamine session"):
         assert english not in words
 
@@ -90,7 +90,7 @@ def test_notes_and_the_integration_session_in_spanish_with_their_form_errors(
     as_therapist = client_for(app, therapist)
 
     notes = text_of(as_therapist.get(f"/entries/{entry_id}/notes"))
-    assert "Agregar una nota sobre este pasaje" in notes and "Quién puede leerla" in notes
+    assert "Agregar una nota sobre este pasaje" in notes and "Quién podrá leerlo" in notes
     assert f"Compartida con {patient.name}" in notes
     empty = annotate(as_therapist, entry_id, 0, " ")
     assert empty.status_code == 422 and "Primero escriba la nota." in text_of(empty)
