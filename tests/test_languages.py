@@ -160,12 +160,13 @@ def marked_strings() -> set[str]:
 def test_the_spanish_catalogue_has_every_marked_string_translated_and_none_fuzzy():
     with (i18n.TRANSLATIONS / "es/LC_MESSAGES/messages.po").open("rb") as source:
         catalogue = read_po(source)
-    entries = {m.id: m for m in catalogue if m.id}
+    # a plural entry by its singular (as marked_strings names it), translated in every form
+    entries = {(m.id if isinstance(m.id, str) else m.id[0]): m for m in catalogue if m.id}
     marked = marked_strings()
     assert len(marked) > 30
     assert sorted(marked - set(entries)) == []  # missing
     assert sorted(set(entries) - marked) == []  # obsolete
-    assert [m.id for m in entries.values() if not m.string] == []
+    assert [m.id for m in entries.values() if not all(m.string) or not m.string] == []
     assert [m.id for m in entries.values() if m.fuzzy] == [] and not catalogue.fuzzy
     assert [(m.id, errors) for m, errors in catalogue.check()] == []  # placeholders match
 
