@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import abort
+from flask_babel import gettext as _
+from flask_babel import pgettext
 from sqlmodel import col, select
 
 from . import db, policy, web
@@ -222,7 +224,7 @@ def trends(reader: reading.Reader, patient: User, *, scale: str | None = None, b
     plain words. Opening another person's results is a read."""
     dbs = db.session()
     markers = [
-        chart.Marker(at=s.scheduled_at, label="Ketamine session")
+        chart.Marker(at=s.scheduled_at, label=_("Ketamine session"))
         for s in measures.ketamine_sessions(session=dbs, patient=patient, until=utcnow())
     ]
     scales = []
@@ -240,7 +242,7 @@ def trends(reader: reading.Reader, patient: User, *, scale: str | None = None, b
 def _scale(instrument: Instrument, results, markers, earlier) -> dict:
     readable = [r for r in results if r.body is not None]
     drawn = chart.trend_chart(
-        title=f"{instrument.name} scores over time",
+        title=_("%(name)s scores over time", name=instrument.name),
         max_score=instrument.max_score,
         bands=instrument.bands,
         points=[chart.Point(at=r.at, score=r.score) for r in readable],
@@ -298,8 +300,52 @@ def access_log(patient: User, *, entry_id=None, before: int | None = None) -> di
     events = events[:LOG_PAGE]
     people = {e.actor_id for e in events} | {e.target_id for e in events}
     names = accounts.names_of(session=dbs, user_ids=people)
-    rows = [(e, names.get(e.actor_id, "Someone"), names.get(e.target_id, "")) for e in events]
-    return {"events": rows, "earlier": earlier}
+    someone = _("Someone")
+    rows = [(e, names.get(e.actor_id, someone), names.get(e.target_id, "")) for e in events]
+    return {"events": rows, "earlier": earlier, "verbs": log_verbs(), "whole": log_whole()}
+
+
+# What the access log says each event did, before what it did it to ("an entry", "this
+# entry"): "Dr. Ward read an entry". Words of a sentence, hence their context.
+def log_verbs() -> dict:
+    return {
+        "read": pgettext("access log", "read"),
+        "write": pgettext("access log", "wrote"),
+        "edit": pgettext("access log", "edited"),
+        "share": pgettext("access log", "shared"),
+        "revoke": pgettext("access log", "stopped sharing"),
+        "delete": pgettext("access log", "deleted"),
+        "annotate": pgettext("access log", "annotated"),
+        "annotate_private": pgettext("access log", "wrote a private note for the care team on"),
+        "resolve": pgettext("access log", "resolved a note on"),
+        "export": pgettext("access log", "exported"),
+        "leave": pgettext("access log", "gave up access to"),
+        "flag": pgettext("access log", "chose to talk about"),
+        "unflag": pgettext("access log", "no longer plans to talk about"),
+        "discuss": pgettext("access log", "talked through"),
+        "annotation_delete": pgettext("access log", "deleted a note on"),
+        "reply": pgettext("access log", "replied to a note on"),
+    }
+
+
+# Events about no entry (the therapist workspace) read as a whole phrase.
+def log_whole() -> dict:
+    return {
+        "annotate": pgettext("access log", "wrote a session note"),
+        "annotate_private": pgettext(
+            "access log", "wrote a private session note for the care team"
+        ),
+        "resolve": pgettext("access log", "resolved a session note"),
+        "annotation_delete": pgettext("access log", "deleted a session note"),
+        "flag": pgettext("access log", "chose to talk about a session note"),
+        "unflag": pgettext("access log", "no longer plans to talk about a session note"),
+        "discuss": pgettext("access log", "talked through a session note"),
+        "reply": pgettext("access log", "replied to a session note"),
+        "read_notes": pgettext("access log", "opened the notes and practices about you"),
+        "practice": pgettext("access log", "wrote down a practice with you"),
+        "practice_end": pgettext("access log", "ended one of your practices"),
+        "export": pgettext("access log", "made a printable copy of what you shared"),
+    }
 
 
 def latest_entries(patient: User, *, kinds=None) -> list:
@@ -361,7 +407,7 @@ def supporter_days(supporter: User, *, patient_id=None) -> dict:
     rows = policy.session_days_for_supporter(session=dbs, user=supporter, patient_id=patient_id)
     names = accounts.names_of(session=dbs, user_ids={day.patient_id for _, day in rows})
     return {
-        "days": [(ts, day, names.get(day.patient_id, "Someone")) for ts, day in rows],
+        "days": [(ts, day, names.get(day.patient_id, _("Someone"))) for ts, day in rows],
         "me": supporter.id,
         "pickup": {ts.id: session_day.pickup_at(ts) for ts, _ in rows},
     }
