@@ -9,7 +9,6 @@ from datetime import datetime
 
 from flask import abort
 from flask_babel import gettext as _
-from flask_babel import pgettext
 from sqlmodel import col, select
 
 from . import db, policy, web
@@ -305,46 +304,45 @@ def access_log(patient: User, *, entry_id=None, before: int | None = None) -> di
     return {"events": rows, "earlier": earlier, "verbs": log_verbs(), "whole": log_whole()}
 
 
-# What the access log says each event did, before what it did it to ("an entry", "this
-# entry"): "Dr. Ward read an entry". Words of a sentence, hence their context.
+# What the access log says each event did, `%(what)s` standing for what it was done to ("an
+# entry", "this entry"): "Dr. Ward read an entry". Translated whole, so that a language may
+# put the words in its own order.
 def log_verbs() -> dict:
     return {
-        "read": pgettext("access log", "read"),
-        "write": pgettext("access log", "wrote"),
-        "edit": pgettext("access log", "edited"),
-        "share": pgettext("access log", "shared"),
-        "revoke": pgettext("access log", "stopped sharing"),
-        "delete": pgettext("access log", "deleted"),
-        "annotate": pgettext("access log", "annotated"),
-        "annotate_private": pgettext("access log", "wrote a private note for the care team on"),
-        "resolve": pgettext("access log", "resolved a note on"),
-        "export": pgettext("access log", "exported"),
-        "leave": pgettext("access log", "gave up access to"),
-        "flag": pgettext("access log", "chose to talk about"),
-        "unflag": pgettext("access log", "no longer plans to talk about"),
-        "discuss": pgettext("access log", "talked through"),
-        "annotation_delete": pgettext("access log", "deleted a note on"),
-        "reply": pgettext("access log", "replied to a note on"),
+        "read": _("read %(what)s"),
+        "write": _("wrote %(what)s"),
+        "edit": _("edited %(what)s"),
+        "share": _("shared %(what)s"),
+        "revoke": _("stopped sharing %(what)s"),
+        "delete": _("deleted %(what)s"),
+        "annotate": _("annotated %(what)s"),
+        "annotate_private": _("wrote a private note for the care team on %(what)s"),
+        "resolve": _("resolved a note on %(what)s"),
+        "export": _("exported %(what)s"),
+        "leave": _("gave up access to %(what)s"),
+        "flag": _("chose to talk about %(what)s"),
+        "unflag": _("no longer plans to talk about %(what)s"),
+        "discuss": _("talked through %(what)s"),
+        "annotation_delete": _("deleted a note on %(what)s"),
+        "reply": _("replied to a note on %(what)s"),
     }
 
 
 # Events about no entry (the therapist workspace) read as a whole phrase.
 def log_whole() -> dict:
     return {
-        "annotate": pgettext("access log", "wrote a session note"),
-        "annotate_private": pgettext(
-            "access log", "wrote a private session note for the care team"
-        ),
-        "resolve": pgettext("access log", "resolved a session note"),
-        "annotation_delete": pgettext("access log", "deleted a session note"),
-        "flag": pgettext("access log", "chose to talk about a session note"),
-        "unflag": pgettext("access log", "no longer plans to talk about a session note"),
-        "discuss": pgettext("access log", "talked through a session note"),
-        "reply": pgettext("access log", "replied to a session note"),
-        "read_notes": pgettext("access log", "opened the notes and practices about you"),
-        "practice": pgettext("access log", "wrote down a practice with you"),
-        "practice_end": pgettext("access log", "ended one of your practices"),
-        "export": pgettext("access log", "made a printable copy of what you shared"),
+        "annotate": _("wrote a session note"),
+        "annotate_private": _("wrote a private session note for the care team"),
+        "resolve": _("resolved a session note"),
+        "annotation_delete": _("deleted a session note"),
+        "flag": _("chose to talk about a session note"),
+        "unflag": _("no longer plans to talk about a session note"),
+        "discuss": _("talked through a session note"),
+        "reply": _("replied to a session note"),
+        "read_notes": _("opened the notes and practices about you"),
+        "practice": _("wrote down a practice with you"),
+        "practice_end": _("ended one of your practices"),
+        "export": _("made a printable copy of what you shared"),
     }
 
 
