@@ -6,10 +6,9 @@ imports another."""
 from __future__ import annotations
 
 from flask import current_app, request, url_for
-from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from . import db
+from . import db, i18n
 from .login import log_in, recovery_page, registration_form
 from .models import Invitation, User
 from .services import accounts, care, mail, support
@@ -73,7 +72,7 @@ def _joining_email(joined: care.Joined, address: str) -> bool:
     """The email only the address's owner reads: a confirmation link for a new account, a
     notice for an account the address already had. In the recipient's language: the one a new
     account registered in (stored on it), or the one an existing account chose."""
-    with force_locale(joined.user.locale or "en"):
+    with i18n.force_locale(joined.user.locale or "en"):
         subject, body = _joining_text(joined)
     return mail.send(to=address, subject=subject, body=body)
 

@@ -20,7 +20,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -191,7 +190,7 @@ def message_for(*, session: Session, reminder: Reminder) -> dict:
         url = "/measures"
     else:
         url = f"/entries/new?kind=check_in&session={ts.id}"
-    with force_locale(language_of(session, ts.patient_id)):
+    with i18n.force_locale(language_of(session, ts.patient_id)):
         title, body = str(reminder.rule.title), str(reminder.rule.body)
     return {"title": title, "body": body, "url": url, "tag": f"{reminder.rule.kind}-{ts.id}"}
 

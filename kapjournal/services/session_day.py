@@ -17,12 +17,12 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from flask_babel import force_locale, gettext
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
-from .. import crypto
+from .. import crypto, i18n
 from ..models import (
     Entry,
     ItemKey,
@@ -412,7 +412,7 @@ def due_for_supporters(*, session: Session, named_days, now: datetime | None = N
 def message_for(reminder: SupporterReminder, *, locale: str | None = None) -> dict:
     """Fixed text, no name, no session kind: it may show on a locked screen. In `locale`, the
     supporter's own language (their account's choice; English when they made none)."""
-    with force_locale(locale or "en"):
+    with i18n.force_locale(locale or "en"):
         title, body = str(reminder.rule.title), str(reminder.rule.body)
     return {
         "title": title,
