@@ -75,8 +75,13 @@ def _init_extensions(app: Flask) -> None:
     limiter.init_app(app)
     i18n.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
+    i18n.install_template_callables(app)
     # Uploads never touch the disk in clear (voice memos, an imported journal).
-    app.request_class = type("Request", (web.InMemoryUploads, app.request_class), {})
+    app.request_class = type(
+        "Request",  # not-ui (a class name)
+        (web.InMemoryUploads, app.request_class),
+        {},
+    )
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -127,7 +132,7 @@ def _security_headers(response):
     headers["Permissions-Policy"] = (
         f"camera=(), microphone={microphone}, geolocation=(), interest-cohort=()"
     )
-    headers.add("Vary", "HX-Request")
+    headers.add("Vary", "HX-Request")  # not-ui (a header name)
     if request.endpoint not in _PUBLIC_CACHEABLE:
         headers["Cache-Control"] = "no-store"
     if current_app.config["PRODUCTION"]:

@@ -6,8 +6,9 @@ imports another."""
 from __future__ import annotations
 
 from flask import current_app, request, url_for
+from flask_babel import gettext as _
 
-from . import db
+from . import db, i18n
 from .login import log_in, recovery_page, registration_form
 from .models import Invitation, User
 from .services import accounts, care, mail, support
@@ -69,28 +70,41 @@ def register_from_link(invitation: Invitation, template: str, context: dict):
 
 def _joining_email(joined: care.Joined, address: str) -> bool:
     """The email only the address's owner reads: a confirmation link for a new account, a
-    notice for an account the address already had."""
+    notice for an account the address already had. In the recipient's language: the one a new
+    account registered in (stored on it), or the one an existing account chose."""
+    with i18n.force_locale(joined.user.locale or "en"):
+        subject, body = _joining_text(joined)
+    return mail.send(to=address, subject=subject, body=body)
+
+
+def _joining_text(joined: care.Joined) -> tuple[str, str]:
     clinic = current_app.config["CLINIC_NAME"]
     if joined.registered is not None:
         link = absolute_url(url_for("care.confirm", token=joined.confirm_token))
         days = current_app.config["INVITATION_DAYS"]
-        body = (
-            f"Hello,\n\nSomeone, we hope you, used an invitation to {clinic} to create an "
+        body = _(
+            "Hello,\n\nSomeone, we hope you, used an invitation to %(clinic)s to create an "
             "account with this email address.\n\nTo finish joining, open this link (it works "
-            f"once and expires in {days} days), then log in with the password you chose:\n\n"
-            f"{link}\n\nIf it was not you, ignore this email: without the link, the account "
-            "cannot be used.\n"
+            "once and expires in %(days)d days), then log in with the password you chose:\n\n"
+            "%(link)s\n\nIf it was not you, ignore this email: without the link, the account "
+            "cannot be used.\n",
+            clinic=clinic,
+            days=days,
+            link=link,
         )
-        return mail.send(to=address, subject=f"Finish joining {clinic}", body=body)
+        return _("Finish joining %(clinic)s", clinic=clinic), body
     if joined.offered:
-        then = "If it was you, log in and you will be asked to accept it."
+        then = _("If it was you, log in and you will be asked to accept it.")
     else:
-        then = "Your account cannot accept this kind of invitation; if it was you, tell the "
-        then += "person who invited you."
-    body = (
-        f"Hello,\n\nSomeone used an invitation to {clinic} with your email address, which "
-        f"already has an account there.\n\n{then}\n\nIf it was not you, you need not do "
-        "anything: nothing changes unless you accept.\n"
+        then = _(
+            "Your account cannot accept this kind of invitation; if it was you, tell the "
+            "person who invited you."
+        )
+    body = _(
+        "Hello,\n\nSomeone used an invitation to %(clinic)s with your email address, which "
+        "already has an account there.\n\n%(then)s\n\nIf it was not you, you need not do "
+        "anything: nothing changes unless you accept.\n",
+        clinic=clinic,
+        then=then,
     )
-    subject = f"An invitation to {clinic} was used with your address"
-    return mail.send(to=address, subject=subject, body=body)
+    return _("An invitation to %(clinic)s was used with your address", clinic=clinic), body

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 from flask import Flask, Response, current_app, g, redirect, request, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin, current_user
 from flask_login.utils import make_next_param
 
@@ -235,8 +236,9 @@ def registration_form() -> dict:
     }
 
 
-NOT_YOUR_PASSWORD = "That is not your password."  # noqa: S105  (a message)
-WRONG_CODE = "That code did not work. Type the code your app shows now."
+# Lazy: in the language of the request that shows them (wrap in str() to use them).
+NOT_YOUR_PASSWORD = _l("That is not your password.")
+WRONG_CODE = _l("That code did not work. Type the code your app shows now.")
 
 
 def password_ok(password: str) -> bool:

@@ -147,6 +147,8 @@ class Entry(SQLModel, table=True):
         UniqueConstraint("author_id", "client_id"),
         # Pages of a journal, newest first, cut at (created_at, id): services/timeline.py.
         Index("ix_entry_author_created_id", "author_id", "created_at", "id"),
+        # When each questionnaire was last answered: services/measures.latest_taken_all.
+        Index("ix_entry_author_kind_created", "author_id", "kind", "created_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -169,7 +171,11 @@ class Grant(SQLModel, table=True):
     """One reader of one entry: the entry's data key wrapped to the reader's public key.
     `wrapped_key` is empty while the grant is pending (the reader has no key yet)."""
 
-    __table_args__ = (UniqueConstraint("entry_id", "reader_id"),)
+    __table_args__ = (
+        UniqueConstraint("entry_id", "reader_id"),
+        # What was shared with a reader since a moment: services/workspace.shared_since.
+        Index("ix_grant_reader_created", "reader_id", "created_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     entry_id: uuid.UUID = Field(foreign_key="entry.id", index=True, ondelete="CASCADE")

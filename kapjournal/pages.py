@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import abort
+from flask_babel import gettext as _
 from sqlmodel import col, select
 
 from . import db, policy, web
@@ -222,7 +223,7 @@ def trends(reader: reading.Reader, patient: User, *, scale: str | None = None, b
     plain words. Opening another person's results is a read."""
     dbs = db.session()
     markers = [
-        chart.Marker(at=s.scheduled_at, label="Ketamine session")
+        chart.Marker(at=s.scheduled_at, label=_("Ketamine session"))
         for s in measures.ketamine_sessions(session=dbs, patient=patient, until=utcnow())
     ]
     scales = []
@@ -240,7 +241,7 @@ def trends(reader: reading.Reader, patient: User, *, scale: str | None = None, b
 def _scale(instrument: Instrument, results, markers, earlier) -> dict:
     readable = [r for r in results if r.body is not None]
     drawn = chart.trend_chart(
-        title=f"{instrument.name} scores over time",
+        title=_("%(name)s scores over time", name=instrument.name),
         max_score=instrument.max_score,
         bands=instrument.bands,
         points=[chart.Point(at=r.at, score=r.score) for r in readable],
@@ -298,8 +299,51 @@ def access_log(patient: User, *, entry_id=None, before: int | None = None) -> di
     events = events[:LOG_PAGE]
     people = {e.actor_id for e in events} | {e.target_id for e in events}
     names = accounts.names_of(session=dbs, user_ids=people)
-    rows = [(e, names.get(e.actor_id, "Someone"), names.get(e.target_id, "")) for e in events]
-    return {"events": rows, "earlier": earlier}
+    someone = _("Someone")
+    rows = [(e, names.get(e.actor_id, someone), names.get(e.target_id, "")) for e in events]
+    return {"events": rows, "earlier": earlier, "verbs": log_verbs(), "whole": log_whole()}
+
+
+# What the access log says each event did, `%(what)s` standing for what it was done to ("an
+# entry", "this entry"): "Dr. Ward read an entry". Translated whole, so that a language may
+# put the words in its own order.
+def log_verbs() -> dict:
+    return {
+        "read": _("read %(what)s"),
+        "write": _("wrote %(what)s"),
+        "edit": _("edited %(what)s"),
+        "share": _("shared %(what)s"),
+        "revoke": _("stopped sharing %(what)s"),
+        "delete": _("deleted %(what)s"),
+        "annotate": _("annotated %(what)s"),
+        "annotate_private": _("wrote a private note for the care team on %(what)s"),
+        "resolve": _("resolved a note on %(what)s"),
+        "export": _("exported %(what)s"),
+        "leave": _("gave up access to %(what)s"),
+        "flag": _("chose to talk about %(what)s"),
+        "unflag": _("no longer plans to talk about %(what)s"),
+        "discuss": _("talked through %(what)s"),
+        "annotation_delete": _("deleted a note on %(what)s"),
+        "reply": _("replied to a note on %(what)s"),
+    }
+
+
+# Events about no entry (the therapist workspace) read as a whole phrase.
+def log_whole() -> dict:
+    return {
+        "annotate": _("wrote a session note"),
+        "annotate_private": _("wrote a private session note for the care team"),
+        "resolve": _("resolved a session note"),
+        "annotation_delete": _("deleted a session note"),
+        "flag": _("chose to talk about a session note"),
+        "unflag": _("no longer plans to talk about a session note"),
+        "discuss": _("talked through a session note"),
+        "reply": _("replied to a session note"),
+        "read_notes": _("opened the notes and practices about you"),
+        "practice": _("wrote down a practice with you"),
+        "practice_end": _("ended one of your practices"),
+        "export": _("made a printable copy of what you shared"),
+    }
 
 
 def latest_entries(patient: User, *, kinds=None) -> list:
@@ -361,7 +405,7 @@ def supporter_days(supporter: User, *, patient_id=None) -> dict:
     rows = policy.session_days_for_supporter(session=dbs, user=supporter, patient_id=patient_id)
     names = accounts.names_of(session=dbs, user_ids={day.patient_id for _, day in rows})
     return {
-        "days": [(ts, day, names.get(day.patient_id, "Someone")) for ts, day in rows],
+        "days": [(ts, day, names.get(day.patient_id, _("Someone"))) for ts, day in rows],
         "me": supporter.id,
         "pickup": {ts.id: session_day.pickup_at(ts) for ts, _ in rows},
     }

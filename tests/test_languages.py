@@ -13,6 +13,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from conftest import csrf_token, login, post
+from flask import render_template_string
+from flask_babel import gettext
 from sqlmodel import Session
 from test_invitations import invite
 
@@ -146,7 +148,14 @@ def marked_strings() -> set[str]:
     finds them (babel.cfg)."""
     with (ROOT / "babel.cfg").open() as config:
         method_map, options_map = parse_mapping_cfg(config)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+    keywords = {
+        "_": None,
+        "gettext": None,
+        "ngettext": (1, 2),
+        "pgettext": ((1, "c"), 2),
+        "_l": None,
+        "lazy_gettext": None,
+    }
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
@@ -158,12 +167,13 @@ def marked_strings() -> set[str]:
 def test_the_spanish_catalogue_has_every_marked_string_translated_and_none_fuzzy():
     with (i18n.TRANSLATIONS / "es/LC_MESSAGES/messages.po").open("rb") as source:
         catalogue = read_po(source)
-    entries = {m.id: m for m in catalogue if m.id}
+    # a plural entry by its singular (as marked_strings names it), translated in every form
+    entries = {(m.id if isinstance(m.id, str) else m.id[0]): m for m in catalogue if m.id}
     marked = marked_strings()
     assert len(marked) > 30
     assert sorted(marked - set(entries)) == []  # missing
     assert sorted(set(entries) - marked) == []  # obsolete
-    assert [m.id for m in entries.values() if not m.string] == []
+    assert [m.id for m in entries.values() if not all(m.string) or not m.string] == []
     assert [m.id for m in entries.values() if m.fuzzy] == [] and not catalogue.fuzzy
     assert [(m.id, errors) for m, errors in catalogue.check()] == []  # placeholders match
 
@@ -190,3 +200,38 @@ def test_translated_templates_have_no_unmarked_words(name):
     words = [w for w in re.findall(r"[^\W\d_][\w'\u2019-]*", text) if w != "kapjournal"]
     labels = [v for v in READ_ATTRIBUTES.findall(without_jinja) if re.search(r"[^\W\d_]", v)]
     assert (words, labels) == ([], [])
+
+
+# --- the templates' catalogue, looked up once per request ----------------------------------------
+
+
+def test_a_forced_language_reaches_the_templates_and_ends_with_its_block(app):
+    page = "{{ _('Journal') }} {{ html_lang() }}"
+    with app.test_request_context("/", headers=ENGLISH):
+        assert render_template_string(page) == "Journal en"
+        with i18n.force_locale("es"):  # an email to a Spanish-speaking recipient
+            assert render_template_string(page) == "Diario es"
+        assert render_template_string(page) == "Journal en"
+    with app.test_request_context("/", headers=SPANISH):  # a new request looks it up anew
+        assert render_template_string(page) == "Diario es"
+
+
+def test_every_forced_language_goes_through_i18n_force_locale():
+    """Flask-Babel's own force_locale would leave the templates' cached catalogue as it was."""
+    direct = [
+        path.name
+        for path in (ROOT / "kapjournal").rglob("*.py")
+        if path.name != "i18n.py"
+        and re.search(
+            r"flask_babel import[^\n]*force_locale|flask_babel\.force_locale", path.read_text()
+        )
+    ]
+    assert direct == []
+
+
+def test_outside_a_request_strings_are_english_unless_a_language_is_forced(app):
+    """A job or the command line (a reminder sent by `flask reminders send`) has no request."""
+    with app.app_context():
+        assert gettext("Journal") == "Journal"
+        with i18n.force_locale("es"):
+            assert gettext("Journal") == "Diario"

@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = {  # SQL statements per page, request pipeline included (DESIGN §9)
     "patient's timeline": 8,
     "patient's own entry": 6,
-    # 8 on SQLite; 9 on PostgreSQL (issue 12 asks 8): the shared-since count is one more.
-    "therapist's patient page": 9,
+    "therapist's patient page": 8,
     "therapist reading an entry": 6,
     "supporter reading an entry": 6,
     "a page without data, logged in": 1,

@@ -139,7 +139,9 @@ READ_ATTRIBUTES = re.compile(
     r'|<meta name="description" content="([^"]*)"'
 )
 _QUOTED = r"(?:'[^']*'|\"[^\"]*\")"
-MARKED_CALL = re.compile(rf"\b(?:_|gettext|ngettext)\(\s*{_QUOTED}(?:\s*,\s*{_QUOTED})?")
+MARKED_CALL = re.compile(
+    rf"\b(?:_|gettext|ngettext|pgettext|npgettext)\(\s*{_QUOTED}(?:\s*,\s*{_QUOTED}){{0,2}}"
+)
 QUOTED = re.compile(r"'([^'\\]*)'|\"([^\"\\]*)\"")
 WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
 NOT_WORDS = {"kapjournal", "PHQ-9", "GAD-7", "PHQ", "GAD", "FHIR", "JSON", "ZIP", "PDF", "KB"}
@@ -168,6 +170,8 @@ def scan_template(path: Path) -> list[tuple[int, str]]:
         if WORD.search(value) and value not in NOT_WORDS:
             found.append((_line_of(source, attribute.start()), value))
     text = re.sub(r"<[^>]*>", blank, plain)
+    # an attribute outside a tag is part of one built with Jinja (`{% block attrs %} class="x"`)
+    text = re.sub(r'[\w-]+="[^"]*"', blank, text)
     text = re.sub(r"&\w+;|&#\d+;", blank, text)
     for word in WORD.finditer(text):
         if word.group(0) not in NOT_WORDS:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from flask import current_app
+from flask import current_app, has_request_context
+from flask_babel import get_locale, gettext
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
@@ -41,6 +42,15 @@ class EmailTaken(ValidationError):
 CONFIRM_KIND = "confirm"
 
 
+def _(message: str, **values) -> str:
+    """`message` in the language of the request (Flask-Babel's gettext, named placeholders);
+    outside a request (the operators' command line, set-up scripts) the English as written,
+    since the language is chosen per request."""
+    if has_request_context():
+        return gettext(message, **values)
+    return message % values if values else message
+
+
 def keyring() -> crypto.Keyring:
     return current_app.config["KEYRING"]
 
@@ -66,25 +76,25 @@ def password_problem(password: str, *, email: str = "") -> str | None:
     """Why a new password is not acceptable, or None. Length and common-password checks only
     (no composition rules)."""
     if len(password) < PASSWORD_MIN:
-        return f"Use at least {PASSWORD_MIN} characters. A few unrelated words work well."
+        return _("Use at least %(n)d characters. A few unrelated words work well.", n=PASSWORD_MIN)
     if len(password) > PASSWORD_MAX:
-        return f"Use at most {PASSWORD_MAX} characters."
+        return _("Use at most %(n)d characters.", n=PASSWORD_MAX)
     folded = password.casefold()
     base = folded.rstrip("0123456789!?.#@$*_- ")
     common = _common_passwords()
     if folded in common or (len(base) >= 8 and base in common) or len(set(folded)) < 4:
-        return "That password is on the list of commonly used passwords. Choose another."
+        return _("That password is on the list of commonly used passwords. Choose another.")
     if email and folded == normalize_email(email):
-        return "Your password cannot be your email address."
+        return _("Your password cannot be your email address.")
     return None
 
 
 def email_problem(email: str) -> str | None:
     email = email.strip()
     if not email:
-        return "Enter your email address."
+        return _("Enter your email address.")
     if len(email) > EMAIL_MAX or not _EMAIL_RE.match(email):
-        return "Enter an email address like name@example.org."
+        return _("Enter an email address like name@example.org.")
     return None
 
 
@@ -95,14 +105,14 @@ def validate_registration(*, email: str, name: str, password: str, password2: st
         errors["email"] = problem
     name = name.strip()
     if not name:
-        errors["name"] = "Enter the name you would like to be called."
+        errors["name"] = _("Enter the name you would like to be called.")
     elif len(name) > NAME_MAX:
-        errors["name"] = f"Use at most {NAME_MAX} characters."
+        errors["name"] = _("Use at most %(n)d characters.", n=NAME_MAX)
     problem = password_problem(password, email=email)
     if problem:
         errors["password"] = problem
     elif password != password2:
-        errors["password2"] = "The two passwords are not the same."
+        errors["password2"] = _("The two passwords are not the same.")
     return errors
 
 
@@ -192,6 +202,8 @@ def new_account(
     ring = keyring()
     private, public = crypto.generate_keypair()
     user = User(role=role, is_owner=is_owner, email_lookup=ring.lookup(normalize_email(email)))
+    if has_request_context():  # the language of the page it registered on (its emails too)
+        user.locale = str(get_locale() or "en")
     user.email_enc = ring.seal(email.strip().encode(), _ad(user.id, "user/email"))
     user.name_enc = ring.seal(name.strip().encode(), _ad(user.id, "user/name"))
     user.public_mlkem, user.public_x25519 = public.mlkem, public.x25519
@@ -217,7 +229,7 @@ def register(
         is_owner=is_owner,
     )  # fmt: skip
     if find_by_email(session=session, email=email) is not None:
-        raise EmailTaken({"email": "An account with this email address already exists."})
+        raise EmailTaken({"email": _("An account with this email address already exists.")})
     session.add(registered.user)
     session.flush()
     return registered
@@ -277,12 +289,12 @@ def change_password(
     errors: dict[str, str] = {}
     unlocked = authenticate(session=session, email=email_of(user), password=current)
     if unlocked is None:
-        errors["current"] = "That is not your current password."
+        errors["current"] = _("That is not your current password.")
     problem = password_problem(new, email=email_of(user))
     if problem:
         errors["new"] = problem
     elif new != new2:
-        errors["new2"] = "The two new passwords are not the same."
+        errors["new2"] = _("The two new passwords are not the same.")
     if errors:
         raise ValidationError(errors)
     _set_password(user, unlocked[1], new)
@@ -329,13 +341,13 @@ def reset_with_recovery_code(
     if problem:
         errors["new"] = problem
     elif new != new2:
-        errors["new2"] = "The two new passwords are not the same."
+        errors["new2"] = _("The two new passwords are not the same.")
     user = find_by_email(session=session, email=email)
     private = None
     if user is not None and user.disabled_at is None:
         private = _open_recovery(user, code)
     if private is None:
-        errors["code"] = "That email address and recovery code do not match."
+        errors["code"] = _("That email address and recovery code do not match.")
     if errors:
         raise ValidationError(errors)
     _set_password(user, private, new)

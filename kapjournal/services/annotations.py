@@ -23,6 +23,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from flask_babel import format_number
+from flask_babel import gettext as _
 from sqlalchemy import update as update_rows
 from sqlmodel import Session, col, func, select
 
@@ -147,11 +149,11 @@ def _keys_of(note_id):
 def _check(note: str, visibility: str) -> None:
     errors = {}
     if not note.strip():
-        errors["note"] = "Write the note first."
+        errors["note"] = _("Write the note first.")
     elif len(note) > NOTE_MAX:
-        errors["note"] = f"Use at most {NOTE_MAX:,} characters."
+        errors["note"] = _("Use at most %(n)s characters.", n=format_number(NOTE_MAX))
     if visibility not in VISIBILITIES:
-        errors["visibility"] = "Choose who may read the note."
+        errors["visibility"] = _("Choose who may read the note.")
     if errors:
         raise ValidationError(errors)
 
@@ -263,9 +265,11 @@ def reply(*, session: Session, note: Annotation, patient: User, private_key, tex
     if note.reply_blob is not None:
         raise AlreadyReplied(str(note.id))
     if not text.strip():
-        raise ValidationError({"reply": "Write your reply first."})
+        raise ValidationError({"reply": _("Write your reply first.")})
     if len(text) > REPLY_MAX:
-        raise ValidationError({"reply": f"Use at most {REPLY_MAX:,} characters."})
+        raise ValidationError(
+            {"reply": _("Use at most %(n)s characters.", n=format_number(REPLY_MAX))}
+        )
     wrapped = NOTE.wrapped_for(session, note.id, patient.id)
     try:
         dek = NOTE.unwrap(note, wrapped, patient.id, private_key)
@@ -387,7 +391,11 @@ def _add_quotes(session: Session, notes: list[Note], reader_id, key, *, move_out
             try:
                 note.quote = journal.open_quote(*found, note.id, note.annotation.quote_blob)
             except crypto.CryptoError:
-                log.error("quote of annotation %s did not open for %s", note.id, reader_id)
+                log.error(
+                    "quote of annotation %s did not open for %s",  # not-ui: a server log line
+                    note.id,
+                    reader_id,
+                )
         elif move_out:
             _move_quote_out(session, note, *found)
 

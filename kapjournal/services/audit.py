@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, has_app_context
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, column, text, true, update
+from sqlalchemy import values as values_of
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -232,16 +233,11 @@ def record_reads(*, session: Session, reader_id, reads, now: datetime | None = N
     if not subjects:
         return []
     order = sorted(subjects, key=lambda key: (str(key[0]), key[1]))  # one lock order for all
-    postgres = session.get_bind().dialect.name == "postgresql"
-    # PostgreSQL: the anchor first, as every append takes it, so that two requests reading
-    # the same entries wait for each other instead of deadlocking on the tally rows. SQLite:
-    # the upsert itself takes the database's only write lock.
-    head = _locked_head(session) if postgres else None
     counted = _count_reads(session, reader_id, order, subjects, clinic_day(now))
     firsts = [key for key in order if counted[key][1] == 1]
     if not firsts:
         return []
-    head = head or _locked_head(session)
+    head = _locked_head(session)  # already ours on PostgreSQL (see _count_reads)
     events = []
     for subject, action in firsts:
         patient_id, entry_id = subjects[(subject, action)]
@@ -268,7 +264,12 @@ def record_reads(*, session: Session, reader_id, reads, now: datetime | None = N
 
 
 def _count_reads(session: Session, reader_id, order, subjects, day) -> dict:
-    """One upsert of the day's tally rows; (subject, action) → (tally id, count now)."""
+    """One upsert of the day's tally rows; (subject, action) → (tally id, count now).
+
+    PostgreSQL: the same statement first locks the anchor (a `FOR UPDATE` CTE the rows are
+    joined to), as every append takes it, so two requests reading the same entries wait for
+    each other instead of deadlocking on the tally rows — and a page read again the same day
+    costs this one statement. SQLite: the upsert itself takes the database's only write lock."""
     tally = ReadTally.__table__
     rows = [
         {
@@ -282,16 +283,26 @@ def _count_reads(session: Session, reader_id, order, subjects, day) -> dict:
         }
         for key in order
     ]
-    upsert = (
-        _insert(session, ReadTally)
-        .values(rows)
-        .on_conflict_do_update(
-            index_elements=["reader_id", "subject_id", "action", "day"],
-            set_={"count": tally.c.count + 1},
-        )
-        .returning(tally.c.id, tally.c.subject_id, tally.c.action, tally.c.count)
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        upsert = postgresql.insert(ReadTally).from_select(list(rows[0]), _rows_after_lock(rows))
+    else:
+        upsert = sqlite.insert(ReadTally).values(rows)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["reader_id", "subject_id", "action", "day"],
+        set_={"count": tally.c.count + 1},
+    ).returning(tally.c.id, tally.c.subject_id, tally.c.action, tally.c.count)
     return {(subject, action): (tid, count) for tid, subject, action, count in session.exec(upsert)}
+
+
+def _rows_after_lock(rows: list[dict]):
+    """SELECT of `rows` (in their order) joined to the locked anchor, so PostgreSQL locks the
+    anchor before it inserts a row (a missing anchor locks nothing: the first append makes it)."""
+    tally = ReadTally.__table__
+    given = values_of(*(column(name, tally.c[name].type) for name in rows[0]), name="v").data(
+        [tuple(row.values()) for row in rows]
+    )
+    head = select(AuditHead.id).where(AuditHead.id == _HEAD_ID).with_for_update().cte("head")
+    return select(*given.c).select_from(given.outerjoin(head, true()))
 
 
 # --- checking ------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete as delete_rows
 from sqlmodel import Session, col, select
 
@@ -24,13 +26,14 @@ from ..models import CoolingOff, Entry, TreatmentSession, User, aware, utcnow
 from . import journal
 from .accounts import ValidationError
 
+# (stored value, label shown in the reader's language)
 FEELINGS = [
-    ("calm", "Calm"),
-    ("tearful", "Tearful"),
-    ("heavy", "Heavy"),
-    ("light", "Light"),
-    ("nauseous", "Nauseous"),
-    ("open", "Open"),
+    ("calm", _l("Calm")),
+    ("tearful", _l("Tearful")),
+    ("heavy", _l("Heavy")),
+    ("light", _l("Light")),
+    ("nauseous", _l("Nauseous")),
+    ("open", _l("Open")),
 ]
 WORDS_MAX = 4000
 # What a browser's recorder (or a phone's voice-memo app) sends; anything else is refused.
@@ -100,7 +103,7 @@ def session_in_window(*, session: Session, patient: User, now: datetime | None =
 def parse(form, memo) -> tuple[dict, bytes | None, str | None]:
     """(body, audio, audio type) from a submitted capture form and its file (or None);
     ValidationError if there is nothing in it, MemoTooLarge if the memo is too long."""
-    feelings = [value for value, _ in FEELINGS if value in form.getlist("feeling")]
+    feelings = [value for value, _label in FEELINGS if value in form.getlist("feeling")]
     words = form.get("text", "")[: WORDS_MAX * 4]
     audio, kind = None, None
     if memo is not None and memo.filename is not None:
@@ -111,11 +114,11 @@ def parse(form, memo) -> tuple[dict, bytes | None, str | None]:
         if not audio:
             audio, kind = None, None
         elif kind not in AUDIO_TYPES:
-            raise ValidationError({"memo": "That file is not a sound recording we can keep."})
+            raise ValidationError({"memo": _("That file is not a sound recording we can keep.")})
     if len(words) > WORDS_MAX:
-        raise ValidationError({"text": "A few words are enough here: up to 4,000 characters."})
+        raise ValidationError({"text": _("A few words are enough here: up to 4,000 characters.")})
     if not (feelings or words.strip() or audio):
-        raise ValidationError({"text": "Tap how you feel, say something or write a few words."})
+        raise ValidationError({"text": _("Tap how you feel, say something or write a few words.")})
     body: dict = {"text": words, "feelings": feelings, "answers": []}
     if audio:
         body["memo"] = {"type": kind, "bytes": len(audio)}

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from flask import current_app
+from flask_babel import format_number
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, delete, or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -67,7 +70,9 @@ def create_invitation(*, session: Session, inviter: User, kind: str, label: str 
     """A single-use invitation that expires after INVITATION_DAYS; the caller commits."""
     label = label.strip()
     if len(label) > LABEL_MAX:
-        raise accounts.ValidationError({"label": f"Use at most {LABEL_MAX} characters."})
+        raise accounts.ValidationError(
+            {"label": _("Use at most %(n)s characters.", n=format_number(LABEL_MAX))}
+        )
     token = crypto.new_token()
     days = current_app.config["INVITATION_DAYS"]
     invitation = Invitation(
@@ -150,7 +155,7 @@ JOIN_ROLES = {"patient": "patient", "support": "support"}
 OFFER_KIND = "offer"  # Invitation.kind of an invitation offered to an existing account
 # Without email, registering with an address that has an account cannot be hidden (anyone may
 # try to log in next): this says no more than that.
-NOT_CREATED = (
+NOT_CREATED = _l(
     "We could not create an account with this address. If you already have one, log in, "
     "then open the link again."
 )

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from babel.dates import format_date, get_month_names
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 400, 250  # the viewBox; the SVG scales to its container's width
@@ -24,7 +27,9 @@ FONT = math.ceil(MIN_TEXT_PX * WIDTH / FIGURE_PX)  # 17
 TICK_GAP = FONT + 2  # the least vertical room between two y-axis labels
 LABEL_CHAR = FONT * 0.58  # a generous width of one character of a label
 DAY_STEPS = (1, 2, 3, 7, 14, 28, 56, 91, 182, 364)
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# English month abbreviations, as day_text writes them in English (pages use day_text, which
+# speaks the page's language; tests build the expected English labels from these).
+MONTHS = tuple(get_month_names("abbreviated", locale="en")[m] for m in range(1, 13))
 Row = tuple[str, int, str]
 
 
@@ -82,9 +87,10 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _day_text(day: date, *, year: bool = True) -> str:
-    text = f"{day.day} {MONTHS[day.month - 1]}"
-    return f"{text} {day.year}" if year else text
+def day_text(day: date, *, year: bool = True) -> str:
+    """A day as the chart and its table say it, in the page's language: "18 Nov 2026", "18 nov
+    2026" (English outside a request)."""
+    return format_date(day, "d MMM y" if year else "d MMM", locale=str(get_locale() or "en"))
 
 
 def _el(tag: str, cls: str, *children: str, **attrs: object) -> Markup:
@@ -115,12 +121,13 @@ def _bands_svg(scale: _Scale, bands: Sequence[Band], dots: list[tuple[float, flo
     for index, band in enumerate(ordered):
         top = min(band.high + 1, scale.max_score) if index < len(ordered) - 1 else scale.max_score
         y, bottom = round(scale.y(top), 1), round(scale.y(band.low), 1)  # no seams between
-        reach = LABEL_CHAR * len(band.label) + 10  # the label's rough width, and a point
+        label = str(band.label)  # a translated label
+        reach = LABEL_CHAR * len(label) + 10  # the label's rough width, and a point
         hidden = any(dx > X1 - reach and y < dy < y + FONT + 8 for dx, dy in dots)
         x, anchor = (X0 + 4, "start") if hidden else (X1 - 4, "end")
         cls = f"chart-band chart-band-{index}"
         svg += _el("rect", cls, x=X0, y=y, width=X1 - X0, height=bottom - y, data_low=band.low)
-        svg += _el("text", "chart-band-label", band.label, x=x, y=y + FONT, text_anchor=anchor)
+        svg += _el("text", "chart-band-label", label, x=x, y=y + FONT, text_anchor=anchor)
     return svg
 
 
@@ -154,7 +161,7 @@ def _x_axis_svg(scale: _Scale) -> Markup:
     svg = _el("line", "chart-axis", x1=X0, y1=Y1, x2=X1, y2=Y1)
     right_edge = -math.inf
     for index, day in enumerate(ticks):
-        text = _day_text(day, year=many_years and (index == 0 or day.year != ticks[index - 1].year))
+        text = day_text(day, year=many_years and (index == 0 or day.year != ticks[index - 1].year))
         half = LABEL_CHAR * len(text) / 2
         x = min(max(scale.x(_midnight(day, scale.zone)), half + 2), WIDTH - half - 2)
         if x - half > right_edge + 8:
@@ -177,7 +184,7 @@ def _markers_svg(scale: _Scale, markers: list[Marker]) -> list[Markup]:
     for marker in sorted(markers, key=lambda m: m.at):
         if scale.start <= marker.at <= scale.end:
             x, day = scale.x(marker.at), scale.day(marker.at)
-            title = _el("title", "", f"{marker.label}, {_day_text(day)}")
+            title = _el("title", "", f"{marker.label}, {day_text(day)}")
             line = _el("line", "chart-marker", title, x1=x, y1=Y0, x2=x, y2=Y1, data_date=day)
             drawn.append(line)
     return drawn
@@ -200,16 +207,34 @@ def _points_svg(scale: _Scale, points: list[Point], rows: list[Row]) -> Markup:
 
 
 def _summary(rows: list[Row], max_score: int, markers: int) -> str:
+    """The chart's text alternative, in the page's language."""
     (first, first_score, first_band), (last, last_score, last_band) = rows[0], rows[-1]
-    text = f"{len(rows)} result{'s' * (len(rows) != 1)}, scored 0 to {max_score}; "
-    text += "higher means more symptoms. "
-    if len(rows) == 1:
-        text += f"{first}: {first_score} ({first_band})."
+    count = len(rows)
+    text = ngettext(
+        "%(num)d result, scored 0 to %(max)d; higher means more symptoms.",
+        "%(num)d results, scored 0 to %(max)d; higher means more symptoms.",
+        count,
+        max=max_score,
+    )
+    if count == 1:
+        text += " " + _(
+            "%(day)s: %(score)d (%(band)s).", day=first, score=first_score, band=first_band
+        )
     else:
-        text += f"First {first_score} ({first_band}) on {first}; "
-        text += f"latest {last_score} ({last_band}) on {last}."
+        text += " " + _(
+            "First %(first)d (%(first_band)s) on %(first_day)s; latest %(last)d (%(last_band)s) "
+            "on %(last_day)s.",
+            first=first_score,
+            first_band=first_band,
+            first_day=first,
+            last=last_score,
+            last_band=last_band,
+            last_day=last,
+        )
     if markers:
-        text += f" {markers} treatment session{'s' * (markers != 1)} marked."
+        text += " " + ngettext(
+            "%(num)d treatment session marked.", "%(num)d treatment sessions marked.", markers
+        )
     return text
 
 
@@ -231,7 +256,9 @@ def trend_chart(
     points = sorted((Point(at=_utc(p.at), score=p.score) for p in points), key=lambda p: p.at)
     markers = [Marker(at=_utc(m.at), label=m.label) for m in markers]
     scale = _Scale(*_window(points, markers), max_score=max_score, zone=zone)
-    rows = [(_day_text(scale.day(p.at)), p.score, band_of(p.score, bands).label) for p in points]
+    rows = [
+        (day_text(scale.day(p.at)), p.score, str(band_of(p.score, bands).label)) for p in points
+    ]
     dots = [(scale.x(p.at), scale.y(p.score)) for p in points]
     drawn_markers = _markers_svg(scale, markers)
     summary = _summary(rows, max_score, len(drawn_markers))

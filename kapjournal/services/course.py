@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlmodel import Session, col, select
 
 from ..models import SESSION_KINDS, SESSION_STATUSES, TreatmentSession, User
 from .accounts import ValidationError
 
+# What each kind and status is called on the pages (the stored values stay these English keys).
 KIND_LABELS = {
-    "preparation": "Preparation session",
-    "ketamine": "Ketamine session",
-    "integration": "Integration session",
+    "preparation": _l("Preparation session"),
+    "ketamine": _l("Ketamine session"),
+    "integration": _l("Integration session"),
+}
+STATUS_LABELS = {
+    "planned": _l("planned"),
+    "done": _l("done"),
+    "cancelled": _l("cancelled"),
 }
 
 
@@ -21,7 +29,7 @@ def parse_local_time(value: str, zone) -> datetime:
     try:
         naive = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValidationError({"scheduled_at": "Enter a date and time."}) from None
+        raise ValidationError({"scheduled_at": _("Enter a date and time.")}) from None
     if naive.tzinfo is not None:
         return naive
     return naive.replace(tzinfo=zone)
@@ -33,7 +41,7 @@ def schedule(
     """Add a treatment session to the patient's course; the caller commits."""
     errors = {}
     if kind not in SESSION_KINDS:
-        errors["kind"] = "Choose the kind of session."
+        errors["kind"] = _("Choose the kind of session.")
     try:
         scheduled_at = parse_local_time(when, zone)
     except ValidationError as exc:
@@ -50,7 +58,7 @@ def schedule(
 
 def set_status(*, session: Session, treatment_session: TreatmentSession, status: str) -> None:
     if status not in SESSION_STATUSES:
-        raise ValidationError({"status": "Choose planned, done or cancelled."})
+        raise ValidationError({"status": _("Choose planned, done or cancelled.")})
     treatment_session.status = status
     session.add(treatment_session)
 

@@ -7,31 +7,24 @@ from datetime import date
 
 from flask import current_app
 from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
 
 # The default crisis lines (United States). Clinics add their own with KAPJOURNAL_CRISIS_LINES.
+# Each label is translated in the catalogue; the Spanish wording of 988's lines is 988's own:
+# when calling, "Spanish-language (Press 2)"; when texting, "Spanish-language (text AYUDA)"
+# (988 Suicide & Crisis Lifeline, "What to expect", 988lifeline.org/get-help/what-to-expect,
+# read 2026-12-02). Crisis Text Line is listed as published in English (text HOME): no Spanish
+# keyword of theirs was found in the stored references, so none is invented here.
 DEFAULT_CRISIS_LINES = [
-    ("988 Suicide & Crisis Lifeline — call", "988", "tel"),
-    ("988 Suicide & Crisis Lifeline — text", "988", "sms"),
-    ("Crisis Text Line — text HOME", "741741", "sms", "HOME"),
-    ("Emergency services", "911", "tel"),
+    (_l("988 Suicide & Crisis Lifeline — call"), "988", "tel"),
+    (_l("988 Suicide & Crisis Lifeline — text"), "988", "sms"),
+    (_l("Crisis Text Line — text HOME"), "741741", "sms", "HOME"),
+    (_l("Emergency services"), "911", "tel"),
 ]
 CRISIS_LINES_REVIEWED = date(2026, 11, 27)
-# In Spanish, 988's Spanish-language service as 988 publishes it: when calling, "Spanish-language
-# (Press 2)"; when texting, "Spanish-language (text AYUDA)" (988 Suicide & Crisis Lifeline,
-# "What to expect", 988lifeline.org/get-help/what-to-expect, read 2026-12-02). Crisis Text Line
-# is listed as published in English (text HOME): no Spanish keyword of theirs was found in the
-# stored references, so none is invented here.
-SPANISH_CRISIS_LINES = [
-    ("988 Lifeline: llame al 988 y oprima 2 para hablar en español", "988", "tel"),
-    (
-        "988 Lifeline: envíe AYUDA por mensaje de texto al 988 para escribir en español",
-        "988",
-        "sms",
-        "AYUDA",
-    ),
-    ("Crisis Text Line (en inglés): envíe HOME por mensaje de texto", "741741", "sms", "HOME"),
-    ("Emergencias", "911", "tel"),
-]
+# What to text, where a language has its own keyword (a machine value, as published; never
+# translated in the catalogue): 988 answers in Spanish to AYUDA.
+SMS_KEYWORDS = {"es": {"988": "AYUDA"}}
 SPANISH_LINES_REVIEWED = date(2026, 12, 2)
 
 
@@ -45,11 +38,23 @@ def clinic_lines() -> list[tuple[str, str, str]]:
     return lines
 
 
+def default_lines(language: str) -> list[tuple]:
+    """The default lines in `language` (the page's): each label translated, and the text
+    keyword of that language where a service publishes one."""
+    keywords = SMS_KEYWORDS.get(language, {})
+    lines = []
+    for label, number, kind, *body in DEFAULT_CRISIS_LINES:
+        keyword = keywords.get(number) if kind == "sms" else None
+        keyword = keyword or (body[0] if body else None)
+        lines.append((str(label), number, kind, *([keyword] if keyword else [])))
+    return lines
+
+
 def all_lines() -> dict:
     """The clinic's lines and the defaults (in the page's language), for templates."""
-    spanish = str(get_locale() or "en") == "es"
+    language = str(get_locale() or "en")
     return {
         "clinic": clinic_lines(),
-        "default": SPANISH_CRISIS_LINES if spanish else DEFAULT_CRISIS_LINES,
-        "reviewed": SPANISH_LINES_REVIEWED if spanish else CRISIS_LINES_REVIEWED,
+        "default": default_lines(language),
+        "reviewed": SPANISH_LINES_REVIEWED if language == "es" else CRISIS_LINES_REVIEWED,
     }

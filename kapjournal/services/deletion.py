@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
@@ -36,7 +37,22 @@ from ..models import (
 )
 from . import audit, care, journal
 
-CONFIRMATION = "delete my account"  # typed by the person, so that no slip of a finger does it
+# Typed by the person, so that no slip of a finger does it. The page asks for the phrase in its
+# own language (`phrase()`: "eliminar mi cuenta" in Spanish); the English one is accepted on
+# every page too, so that nobody is refused for typing what they read in the other language.
+CONFIRMATION = "delete my account"  # not-ui: the English phrase as compared; phrase() is shown
+
+
+def phrase() -> str:
+    """The confirmation phrase in the page's language, as the page asks for it."""
+    return _("delete my account")
+
+
+def confirmed(typed: str) -> bool:
+    """Whether `typed` is the confirmation phrase (the page's language's, or the English one),
+    whatever the letter case and the spaces around and between its words."""
+    words = " ".join(typed.split()).casefold()
+    return words in {CONFIRMATION, " ".join(phrase().split()).casefold()}
 
 
 def sole_patients_of(*, session: Session, therapist: User) -> list[User]:
@@ -81,7 +97,7 @@ def _shred_patient(session: Session, patient: User) -> None:
     for model, kind in kinds:
         about = select(model.id).where(model.patient_id == patient.id)
         _delete(session, ItemKey, ItemKey.subject_kind == kind, col(ItemKey.subject_id).in_(about))
-    for model, _ in kinds:
+    for model, _kind in kinds:
         _delete(session, model, model.patient_id == patient.id)
     mine = select(Entry.id).where(Entry.author_id == patient.id)
     _delete(session, Grant, col(Grant.entry_id).in_(mine))

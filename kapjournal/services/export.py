@@ -25,6 +25,8 @@ from functools import cache
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
@@ -43,6 +45,7 @@ from . import (
     accounts,
     annotations,
     audit,
+    chart,
     course,
     entry_forms,
     fhir,
@@ -197,7 +200,7 @@ def _results(session: Session, reader: reading.Reader, patient: User) -> Iterato
                 instrument.name,
                 body["score"],
                 instrument.max_score,
-                instruments.band(instrument, body["score"]).label,
+                str(instruments.band(instrument, body["score"]).label),
                 "" if difficulty is None else dict(instruments.DIFFICULTY_ANSWERS)[difficulty],
             )
 
@@ -287,40 +290,43 @@ class Names(dict):
 # --- the access log as CSV -----------------------------------------------------------------------
 
 LOG_COLUMNS = ("time", "who", "what", "entry", "entry_id", "times_that_day")
-# As the access-log page words them (templates/journal/_log.html).
+# As the access-log page words them (templates/journal/_log.html), each a whole phrase about
+# one entry, in the language of the person downloading.
 _VERBS = {
-    "read": "read",
-    "write": "wrote",
-    "edit": "edited",
-    "share": "shared",
-    "revoke": "stopped sharing",
-    "delete": "deleted",
-    "annotate": "annotated",
-    "annotate_private": "wrote a private note for the care team on",
-    "resolve": "resolved a note on",
-    "export": "exported",
-    "leave": "gave up access to",
-    "flag": "chose to talk about",
-    "unflag": "no longer plans to talk about",
-    "discuss": "talked through",
-    "annotation_delete": "deleted a note on",
-    "reply": "replied to a note on",
-    "safety_check": "looked at the safety check (only whether question 9 was answered above "
-    "“Not at all”: not the answers, not the score) of",
+    "read": _l("read an entry"),
+    "write": _l("wrote an entry"),
+    "edit": _l("edited an entry"),
+    "share": _l("shared an entry"),
+    "revoke": _l("stopped sharing an entry"),
+    "delete": _l("deleted an entry"),
+    "annotate": _l("annotated an entry"),
+    "annotate_private": _l("wrote a private note for the care team on an entry"),
+    "resolve": _l("resolved a note on an entry"),
+    "export": _l("exported an entry"),
+    "leave": _l("gave up access to an entry"),
+    "flag": _l("chose to talk about an entry"),
+    "unflag": _l("no longer plans to talk about an entry"),
+    "discuss": _l("talked through an entry"),
+    "annotation_delete": _l("deleted a note on an entry"),
+    "reply": _l("replied to a note on an entry"),
+    "safety_check": _l(
+        "looked at the safety check (only whether question 9 was answered above “Not at all”: "
+        "not the answers, not the score) of an entry"
+    ),
 }
 _WHOLE = {
-    "annotate": "wrote a session note",
-    "annotate_private": "wrote a private session note for the care team",
-    "resolve": "resolved a session note",
-    "annotation_delete": "deleted a session note",
-    "flag": "chose to talk about a session note",
-    "unflag": "no longer plans to talk about a session note",
-    "discuss": "talked through a session note",
-    "reply": "replied to a session note",
-    "read_notes": "opened the notes and practices about you",
-    "practice": "wrote down a practice with you",
-    "practice_end": "ended one of your practices",
-    "export": "made a copy of what you shared with them",
+    "annotate": _l("wrote a session note"),
+    "annotate_private": _l("wrote a private session note for the care team"),
+    "resolve": _l("resolved a session note"),
+    "annotation_delete": _l("deleted a session note"),
+    "flag": _l("chose to talk about a session note"),
+    "unflag": _l("no longer plans to talk about a session note"),
+    "discuss": _l("talked through a session note"),
+    "reply": _l("replied to a session note"),
+    "read_notes": _l("opened the notes and practices about you"),
+    "practice": _l("wrote down a practice with you"),
+    "practice_end": _l("ended one of your practices"),
+    "export": _l("made a copy of what you shared with them"),
 }
 
 
@@ -354,21 +360,26 @@ def _entries_named(session: Session, patient: User, ids: set) -> dict:
 
 
 def _log_row(event: audit.LoggedEvent, patient: User, names: dict, entries: dict, zone) -> list:
+    """One row of the CSV: its column names are machine English, its words in the language of
+    the person downloading (the request's)."""
     mine = event.actor_id == patient.id
-    who = "You" if mine else names.get(event.actor_id, "Someone")
+    who = _("You") if mine else names.get(event.actor_id, _("Someone"))
     if event.action == "export" and mine:
-        what = "downloaded your journal"
+        what = _("downloaded your journal")
     elif event.entry_id is None and event.action in _WHOLE:
-        what = _WHOLE[event.action]
+        what = str(_WHOLE[event.action])
+    elif event.action in _VERBS:
+        what = str(_VERBS[event.action])
     else:
-        what = f"{_VERBS.get(event.action, event.action)} an entry"
+        what = _("%(action)s an entry", action=event.action)
     if names.get(event.target_id):
-        what += f" with {names[event.target_id]}"
-    entry = "an entry since deleted" if event.entry_id else ""
+        what = _("%(what)s with %(name)s", what=what, name=names[event.target_id])
+    entry = _("an entry since deleted") if event.entry_id else ""
     if event.entry_id in entries:
         kind, at = entries[event.entry_id]
-        label = (entry_forms.KIND_LABELS | instruments.LABELS).get(kind, "Entry")
-        entry = f"{label} of {aware(at).astimezone(zone):%-d %b %Y}"
+        label = (entry_forms.KIND_LABELS | instruments.LABELS).get(kind) or _("Entry")
+        day = chart.day_text(aware(at).astimezone(zone).date())
+        entry = _("%(label)s of %(day)s", label=label, day=day)
     when = aware(event.at).astimezone(zone).isoformat(timespec="seconds")
     row = [when, who, what, entry, str(event.entry_id or ""), event.count]
     return [_cell(value) for value in row]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+from flask_babel import gettext as _
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -149,8 +150,15 @@ def _write_array(out, values: Iterable) -> None:
 
 
 class Refused(Exception):
-    """The file cannot be imported. The message says why in plain words, and never quotes the
-    file (it names an entry by its number in the file)."""
+    """The file cannot be imported. The message says why in plain words (in the page's
+    language), and never quotes the file (it names an entry by its number in the file)."""
+
+
+# A list of the file that is not a list of objects, by its key (a machine name), in words.
+_NOT_IN_FORM = {
+    "sessions": lambda: _("The sessions in this journal.json are not in the expected form."),
+    "entries": lambda: _("The entries in this journal.json are not in the expected form."),
+}
 
 
 @dataclass(frozen=True)
@@ -183,15 +191,21 @@ def parse(raw: bytes) -> Journal:
     try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise Refused("This file could not be read as a journal.json (it is not JSON).") from None
+        raise Refused(
+            _("This file could not be read as a journal.json (it is not JSON).")
+        ) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise Refused("This is not a journal.json from a kapjournal download.")
+        raise Refused(_("This is not a journal.json from a kapjournal download."))
     version = document.get("version")
     if version != VERSION:
         named = version if isinstance(version, int) and not isinstance(version, bool) else "?"
         raise Refused(
-            f"This journal.json is in format version {named}; this server reads version "
-            f"{VERSION}. Download your journal again from a server of the same version."
+            _(
+                "This journal.json is in format version %(named)s; this server reads version "
+                "%(version)s. Download your journal again from a server of the same version.",
+                named=named,
+                version=VERSION,
+            )
         )
     sessions = [_session_in(n, s) for n, s in enumerate(_list(document, "sessions"), 1)]
     known = {s.id for s in sessions}
@@ -202,7 +216,7 @@ def parse(raw: bytes) -> Journal:
 def _list(document: dict, key: str) -> list:
     found = document.get(key, [])
     if not isinstance(found, list) or not all(isinstance(x, dict) for x in found):
-        raise Refused(f"The {key} in this journal.json are not in the expected form.")
+        raise Refused(_NOT_IN_FORM[key]())
     return found
 
 
@@ -210,21 +224,21 @@ def _uuid(value, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except (TypeError, ValueError, AttributeError):
-        raise Refused(f"{what} has no valid id.") from None
+        raise Refused(_("%(what)s has no valid id.", what=what)) from None
 
 
 def _time(value, what: str) -> datetime:
     try:
         found = datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        raise Refused(f"{what} has no valid date.") from None
+        raise Refused(_("%(what)s has no valid date.", what=what)) from None
     return aware(found)
 
 
 def _session_in(number: int, item: dict) -> SessionIn:
-    what = f"Session {number} in the file"
+    what = _("Session %(number)d in the file", number=number)
     if item.get("kind") not in SESSION_KINDS or item.get("status") not in SESSION_STATUSES:
-        raise Refused(f"{what} is of an unknown kind or status.")
+        raise Refused(_("%(what)s is of an unknown kind or status.", what=what))
     return SessionIn(
         id=_uuid(item.get("id"), what),
         kind=item["kind"],
@@ -234,15 +248,15 @@ def _session_in(number: int, item: dict) -> SessionIn:
 
 
 def _entry_in(number: int, item: dict, sessions: set) -> EntryIn:
-    what = f"Entry {number} in the file"
+    what = _("Entry %(number)d in the file", number=number)
     kind = item.get("kind")
     if kind not in ENTRY_KINDS:
-        raise Refused(f"{what} is of an unknown kind.")
+        raise Refused(_("%(what)s is of an unknown kind.", what=what))
     session_id = item.get("session_id")
     if session_id is not None:
         session_id = _uuid(session_id, what)
         if session_id not in sessions:
-            raise Refused(f"{what} belongs to a session that is not in the file.")
+            raise Refused(_("%(what)s belongs to a session that is not in the file.", what=what))
     body = item.get("body")
     return EntryIn(
         id=_uuid(item.get("id"), what),
@@ -265,7 +279,7 @@ def _text_fields(kind: str) -> set[str]:
 def _checked_body(kind: str, body, what: str) -> dict:
     """The body as the app itself would have written it, or Refused."""
     if not isinstance(body, dict):
-        raise Refused(f"{what} has no words in the expected form.")
+        raise Refused(_("%(what)s has no words in the expected form.", what=what))
     if kind in MEASURE_KINDS:
         return _checked_answers(kind, body, what)
     texts = _text_fields(kind)
@@ -276,9 +290,11 @@ def _checked_body(kind: str, body, what: str) -> dict:
             or (key == "answers" and _prompt_answers(value))
         )
         if not ok:
-            raise Refused(f"{what} holds something a {kind} entry does not have.")
+            raise Refused(
+                _("%(what)s holds something a %(kind)s entry does not have.", what=what, kind=kind)
+            )
     if journal.body_too_large(body):
-        raise Refused(f"{what} is longer than 64 KB, which no entry here may be.")
+        raise Refused(_("%(what)s is longer than 64 KB, which no entry here may be.", what=what))
     return body
 
 
@@ -307,7 +323,7 @@ def _checked_answers(kind: str, body: dict, what: str) -> dict:
         and (difficulty is None or (type(difficulty) is int and 0 <= difficulty <= 3))
     )
     if not complete:
-        raise Refused(f"{what} is not a complete {instrument.name}.")
+        raise Refused(_("%(what)s is not a complete %(name)s.", what=what, name=instrument.name))
     return body
 
 

@@ -4,12 +4,15 @@ Both are in the public domain (developed by Drs Spitzer, Williams, Kroenke and c
 an educational grant from Pfizer; no permission is needed to reproduce them). The wording
 here is the standard one, with the standard two-week recall and 0 to 3 answer scale.
 
-Languages: these strings are deliberately not marked for translation. A validated instrument may
-only be shown in its published translation, word for word (for Spanish: the PHQ-9 and GAD-7
-"Spanish for the USA" versions from the PHQ screeners' publishers). That wording was not found in
-the stored references searched on 2026-12-02 (only third-party copies that differ from each
-other), so Spanish-speaking patients see the English questionnaires until the published text
-is added here with its source named. Never an ad-hoc translation.
+Languages: the instruments' own wording (stem, items, answers, the difficulty question) is
+deliberately not marked for translation. A validated instrument may only be shown in its
+published translation, word for word (for Spanish: the PHQ-9 and GAD-7 "Spanish for the USA"
+versions from the PHQ screeners' publishers). That wording was not found in the stored
+references searched on 2026-12-02 (only third-party copies that differ from each other), so
+Spanish-speaking patients see the English questionnaires, with a note saying so, until the
+published text is added here with its source named. Never an ad-hoc translation. The app's own
+words around them (titles, severity names, progress, comparisons, form errors) are interface
+text and are translated like any other (`_l`, `_`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from .accounts import ValidationError
-from .chart import MONTHS, Band
+from .chart import Band, day_text
 
 ANSWERS = [
     (0, "Not at all"),
@@ -57,7 +63,7 @@ class Instrument:
 PHQ9 = Instrument(
     key="phq9",
     name="PHQ-9",
-    title="Mood (PHQ-9)",
+    title=_l("Mood (PHQ-9)"),
     stem=(
         "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
     ),
@@ -75,17 +81,17 @@ PHQ9 = Instrument(
         "Thoughts that you would be better off dead or of hurting yourself in some way",
     ),
     bands=(
-        Band(0, 4, "Minimal"),
-        Band(5, 9, "Mild"),
-        Band(10, 14, "Moderate"),
-        Band(15, 19, "Moderately severe"),
-        Band(20, 27, "Severe"),
+        Band(0, 4, _l("Minimal")),
+        Band(5, 9, _l("Mild")),
+        Band(10, 14, _l("Moderate")),
+        Band(15, 19, _l("Moderately severe")),
+        Band(20, 27, _l("Severe")),
     ),
 )
 GAD7 = Instrument(
     key="gad7",
     name="GAD-7",
-    title="Anxiety (GAD-7)",
+    title=_l("Anxiety (GAD-7)"),
     stem=("Over the last 2 weeks, how often have you been bothered by the following problems?"),
     items=(
         "Feeling nervous, anxious, or on edge",
@@ -97,10 +103,10 @@ GAD7 = Instrument(
         "Feeling afraid, as if something awful might happen",
     ),
     bands=(
-        Band(0, 4, "Minimal"),
-        Band(5, 9, "Mild"),
-        Band(10, 14, "Moderate"),
-        Band(15, 21, "Severe"),
+        Band(0, 4, _l("Minimal")),
+        Band(5, 9, _l("Mild")),
+        Band(10, 14, _l("Moderate")),
+        Band(15, 21, _l("Severe")),
     ),
 )
 INSTRUMENTS = {PHQ9.key: PHQ9, GAD7.key: GAD7}
@@ -135,13 +141,13 @@ def parse(instrument: Instrument, form) -> dict:
     for number in range(1, len(instrument.items) + 1):
         value = form.get(f"item-{number}", "")
         if value not in ("0", "1", "2", "3"):
-            errors[f"item-{number}"] = "Choose one answer."
+            errors[f"item-{number}"] = _("Choose one answer.")
             items.append(None)
         else:
             items.append(int(value))
     difficulty = form.get("difficulty", "")
     if difficulty not in ("", "0", "1", "2", "3"):
-        errors["difficulty"] = "Choose one answer, or leave it out."
+        errors["difficulty"] = _("Choose one answer, or leave it out.")
     if errors:
         raise ValidationError(errors)
     return {
@@ -169,11 +175,13 @@ class Progress:
     @property
     def words(self) -> str:
         if self.remission and self.response:
-            return "Response and remission: the score has fallen by half or more, and is under 5."
+            return _(
+                "Response and remission: the score has fallen by half or more, and is under 5."
+            )
         if self.remission:
-            return "Remission: the latest score is under 5."
+            return _("Remission: the latest score is under 5.")
         if self.response:
-            return "Response: the score has fallen by half or more since the first one."
+            return _("Response: the score has fallen by half or more since the first one.")
         return ""
 
 
@@ -201,12 +209,11 @@ def compared(
     as on 18 Nov", "12, up from 9 on 18 Nov" (with the earlier year when it is not `year`);
     with none before, `first` or "your first PHQ-9"."""
     if earlier is None:
-        return first or f"your first {instrument.name}"
-    on = f"{earlier.day.day} {MONTHS[earlier.day.month - 1]}"
-    if earlier.day.year != year:
-        on += f" {earlier.day.year}"
+        return first or _("your first %(name)s", name=instrument.name)
+    on = day_text(earlier.day, year=earlier.day.year != year)
+    then = {"score": score, "earlier": earlier.score, "on": on}
     if score < earlier.score:
-        return f"{score}, down from {earlier.score} on {on}"
+        return _("%(score)d, down from %(earlier)d on %(on)s", **then)
     if score > earlier.score:
-        return f"{score}, up from {earlier.score} on {on}"
-    return f"{score}, the same as on {on}"
+        return _("%(score)d, up from %(earlier)d on %(on)s", **then)
+    return _("%(score)d, the same as on %(on)s", **then)

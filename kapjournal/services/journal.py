@@ -34,7 +34,7 @@ class EditConflict(Exception):
     the page that shows both versions opens the saved one again.)"""
 
     def __init__(self, saved_version: int):
-        super().__init__("the entry changed meanwhile")
+        super().__init__("the entry changed meanwhile")  # not-ui: never shown
         self.saved_version = saved_version
 
 
@@ -311,7 +311,7 @@ def _old_quote(entry: Entry, dek: bytes, note: Annotation) -> str | None:
     try:
         return open_quote(entry, dek, note.id, note.quote_blob)
     except crypto.CryptoError:  # damaged: it can never open again; the note keeps its words
-        log.error("quote of annotation %s on entry %s did not open", note.id, entry.id)
+        log.error("quote of annotation %s on entry %s did not open", note.id, entry.id)  # not-ui
         return None
 
 

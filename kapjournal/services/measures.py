@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_
 from sqlmodel import Session, col, func, select
 
@@ -96,7 +97,7 @@ class Result:
 
     @property
     def band_label(self) -> str:
-        return band(self.instrument, self.score).label if self.body else ""
+        return str(band(self.instrument, self.score).label) if self.body else ""
 
     @property
     def at(self) -> datetime:
@@ -118,7 +119,7 @@ def by_instrument(items: list) -> dict[str, list[Result]]:
 @dataclass
 class Due:
     instrument: Instrument
-    reason: str
+    reason: str  # a lazy string: said in the language of the page that shows it
     session: TreatmentSession | None = None  # the ketamine session it comes before
 
 
@@ -157,22 +158,26 @@ def due_from(*, latest: dict, upcoming: list, now: datetime | None = None) -> li
         last = latest.get(instrument.key)
         last = aware(last) if last is not None else None
         if soon is not None and (last is None or last < aware(soon.scheduled_at) - BEFORE_KETAMINE):
-            asked.append(Due(instrument, "before your ketamine session", soon))
+            asked.append(Due(instrument, _l("before your ketamine session"), soon))
         elif last is None:
-            asked.append(Due(instrument, "to see where you are starting from"))
+            asked.append(Due(instrument, _l("to see where you are starting from")))
         elif now - last >= DUE_EVERY:
-            asked.append(Due(instrument, "it has been two weeks since the last one"))
+            asked.append(Due(instrument, _l("it has been two weeks since the last one")))
     return asked
 
 
 def latest_taken_all(*, session: Session, patient: User) -> dict:
-    """When the patient last answered each questionnaire: {kind: time}. One query."""
-    rows = session.exec(
-        select(Entry.kind, func.max(Entry.created_at))
-        .where(Entry.author_id == patient.id, col(Entry.kind).in_(list(INSTRUMENTS)))
-        .group_by(Entry.kind)
-    ).all()
-    return dict(rows)
+    """When the patient last answered each questionnaire: {kind: time}. One query: an index
+    lookup per questionnaire (ix_entry_author_kind_created), whatever the journal's size."""
+    kinds = list(INSTRUMENTS)
+    latest = [
+        select(func.max(Entry.created_at))
+        .where(Entry.author_id == patient.id, Entry.kind == kind)
+        .scalar_subquery()
+        for kind in kinds
+    ]
+    found = session.exec(select(*latest)).one()
+    return {kind: at for kind, at in zip(kinds, found, strict=True) if at is not None}
 
 
 def ketamine_sessions(*, session: Session, patient: User, until: datetime) -> list:

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from flask_babel import format_number
+from flask_babel import gettext as _
 from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
@@ -54,10 +56,10 @@ def parse(form) -> dict:
     body = {name: form.get(name, "") for name in FIELDS}
     errors = {}
     if not body["what"].strip():
-        errors["what"] = "Write what the practice is."
+        errors["what"] = _("Write what the practice is.")
     for name, limit in FIELDS.items():
         if len(body[name]) > limit and name not in errors:
-            errors[name] = f"Use at most {limit:,} characters."
+            errors[name] = _("Use at most %(n)s characters.", n=format_number(limit))
     if errors:
         raise ValidationError(errors)
     return body

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 from requests.adapters import HTTPAdapter
@@ -38,10 +39,10 @@ ENDPOINT_MAX = 2000
 GONE = {404, 410}
 # Which browser a push service belongs to, to name a device on the account page.
 SERVICES = {
-    "fcm.googleapis.com": "Chrome, Edge or Android",
+    "fcm.googleapis.com": _l("Chrome, Edge or Android"),
     "updates.push.services.mozilla.com": "Firefox",
-    "web.push.apple.com": "Safari, iPhone or iPad",
-    "notify.windows.com": "Edge on Windows",
+    "web.push.apple.com": _l("Safari, iPhone or iPad"),
+    "notify.windows.com": _l("Edge on Windows"),
 }
 
 
@@ -81,7 +82,7 @@ class Subscription:
         for suffix, name in SERVICES.items():
             if host == suffix or host.endswith("." + suffix):
                 return name
-        return "A browser"
+        return _l("A browser")
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -263,7 +264,7 @@ class _PinnedAdapter(HTTPAdapter):
         return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
 
     def add_headers(self, request, **kwargs) -> None:
-        request.headers["Host"] = urlsplit(request.url).netloc
+        request.headers["Host"] = urlsplit(request.url).netloc  # not-ui: a header name
 
 
 def _ad(row: PushSubscription) -> dict:
@@ -394,7 +395,7 @@ def send(subscription: Subscription, message: dict, *, ttl: int = 24 * 3600) -> 
             vapid_claims={"sub": subject()},
             ttl=ttl,
             timeout=SEND_TIMEOUT_SECONDS,
-            headers={"Urgency": "normal"},
+            headers={"Urgency": "normal"},  # not-ui: a header name
             requests_session=http,
         )
     except WebPushException as exc:

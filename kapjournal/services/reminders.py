@@ -10,7 +10,8 @@ sending, so two overlapping runs cannot both send it), and one missed by more th
 (a server that was down) is skipped rather than sent late.
 
 The text never holds anything the patient wrote, nor the word "ketamine": a notification
-can show on a locked screen.
+can show on a locked screen. It is in the recipient's language (their account's choice; English
+when they made none), whoever or whatever sends it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, utcnow
+from .. import i18n
+from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, User, utcnow
 from . import measures, push, session_day
 
 log = logging.getLogger(__name__)
@@ -36,27 +39,27 @@ class Rule:
     session_kinds: tuple[str, ...]
     offset: timedelta  # from the session's start
     window: timedelta  # how long after it is due it may still be sent
-    title: str
+    title: str  # lazy: in the recipient's language when the message is built (message_for)
     body: str
 
 
-CHECK_IN_TITLE = "A gentle check-in"
+CHECK_IN_TITLE = _l("A gentle check-in")
 RULES = (
     Rule(
         "intention",
         ("preparation", "ketamine"),
         -DAY,
         DAY,
-        "Your session is coming up",
-        "You might like to revisit your intention before it.",
+        _l("Your session is coming up"),
+        _l("You might like to revisit your intention before it."),
     ),
     Rule(
         "questionnaires",
         ("ketamine",),
         -2 * DAY,
         DAY,
-        "Two short questionnaires",
-        "Before your next session: two short questionnaires, a minute or two each.",
+        _l("Two short questionnaires"),
+        _l("Before your next session: two short questionnaires, a minute or two each."),
     ),
     Rule(
         "check_in_1",
@@ -64,7 +67,7 @@ RULES = (
         DAY,
         DAY,
         CHECK_IN_TITLE,
-        "How are you today? A quick check-in takes a minute.",
+        _l("How are you today? A quick check-in takes a minute."),
     ),
     Rule(
         "check_in_3",
@@ -72,7 +75,7 @@ RULES = (
         3 * DAY,
         DAY,
         CHECK_IN_TITLE,
-        "A few days on: how are you? A quick check-in takes a minute.",
+        _l("A few days on: how are you? A quick check-in takes a minute."),
     ),
     Rule(
         "check_in_7",
@@ -80,7 +83,7 @@ RULES = (
         7 * DAY,
         DAY,
         CHECK_IN_TITLE,
-        "A week on: how are you feeling? A quick check-in takes a minute.",
+        _l("A week on: how are you feeling? A quick check-in takes a minute."),
     ),
 )
 # How far around now a session can be for one of its reminders to be due.
@@ -161,9 +164,16 @@ def _answered_already(session: Session, reminder: Reminder) -> bool:
     return measures.answered_before(session=session, treatment_session=reminder.session)
 
 
+def language_of(session: Session, user_id) -> str:
+    """The language a person's notifications are written in: their account's choice, else
+    English (a notification is not sent in answer to any request of theirs)."""
+    user = session.get(User, user_id)
+    return (i18n.supported(user.locale) if user is not None else None) or i18n.DEFAULT
+
+
 def message_for(*, session: Session, reminder: Reminder) -> dict:
-    """The notification: fixed text and where a tap leads (the check-in form, or the
-    session's intention, or the form to write one)."""
+    """The notification: fixed text in the patient's language and where a tap leads (the
+    check-in form, or the session's intention, or the form to write one)."""
     ts = reminder.session
     if reminder.rule.kind == "intention":
         intention = session.exec(
@@ -180,12 +190,9 @@ def message_for(*, session: Session, reminder: Reminder) -> dict:
         url = "/measures"
     else:
         url = f"/entries/new?kind=check_in&session={ts.id}"
-    return {
-        "title": reminder.rule.title,
-        "body": reminder.rule.body,
-        "url": url,
-        "tag": f"{reminder.rule.kind}-{ts.id}",
-    }
+    with i18n.force_locale(language_of(session, ts.patient_id)):
+        title, body = str(reminder.rule.title), str(reminder.rule.body)
+    return {"title": title, "body": body, "url": url, "tag": f"{reminder.rule.kind}-{ts.id}"}
 
 
 @dataclass
@@ -213,7 +220,8 @@ def send_due(*, session: Session, now: datetime | None = None) -> Report:
             session.rollback()
             continue
         if isinstance(reminder, session_day.SupporterReminder):
-            message = session_day.message_for(reminder)
+            locale = language_of(session, device.user_id)
+            message = session_day.message_for(reminder, locale=locale)
         else:
             message = message_for(session=session, reminder=reminder)
         outcome = push.send(push.open_subscription(device), message)

@@ -95,7 +95,7 @@ class Kind:
 
     def report(self, item, reader_id) -> None:
         log.error(
-            "%s %s (version %s) did not open for reader %s",
+            "%s %s (version %s) did not open for reader %s",  # not-ui: a log line
             self.name,
             item.id,
             getattr(item, "version", 1),

@@ -17,10 +17,12 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
-from .. import crypto
+from .. import crypto, i18n
 from ..models import (
     Entry,
     ItemKey,
@@ -37,18 +39,29 @@ from . import sealed
 KIND = "session_day"  # ItemKey.subject_kind
 OPENS_AT = time(18, 0)  # the evening before, in the patient's zone
 HOME_FOR = timedelta(hours=24)  # how long after the start "I'm home" is offered and shown
+
+
+def _(text: str) -> str:
+    """Marks a default instruction for the catalogue (pybabel extracts `_`) and keeps it as
+    written: the constant stays English text, and `instructions()` translates it when shown
+    (Python's "deferred translations"). A clinic's own instructions are shown as configured."""
+    return text
+
+
 DEFAULT_INSTRUCTIONS = (
-    "Nothing to eat for 4 hours before, and only clear fluids for the last 2.",
-    "Take or pause your usual medication as your clinic told you.",
-    "Wear comfortable, warm clothes; bring an eye mask if you like.",
-    "Arrive 15 minutes early.",
+    _("Nothing to eat for 4 hours before, and only clear fluids for the last 2."),
+    _("Take or pause your usual medication as your clinic told you."),
+    _("Wear comfortable, warm clothes; bring an eye mask if you like."),
+    _("Arrive 15 minutes early."),
 )
-# The checklist's own items, after the clinic's instructions ("clinic-0", "clinic-1", ...).
+del _
+# The checklist's own items, after the clinic's instructions ("clinic-0", "clinic-1", ...):
+# the key is what is stored (sealed ticks), the label what is shown.
 OWN_ITEMS = (
-    ("ride", "My ride home is arranged"),
-    ("no_driving", "No driving until tomorrow"),
-    ("company", "Someone is with me tonight"),
-    ("intention", "I re-read my intention"),
+    ("ride", _l("My ride home is arranged")),
+    ("no_driving", _l("No driving until tomorrow")),
+    ("company", _l("Someone is with me tonight")),
+    ("intention", _l("I re-read my intention")),
 )
 
 
@@ -77,17 +90,23 @@ SESSION_DAY = sealed.Kind(KIND, _body_ad, _wrap_ad)
 # --- what the list holds, and when it is shown ---------------------------------------------------
 
 
-def instructions() -> list[str]:
+def _configured() -> list[str]:
     """The clinic's instructions (KAPJOURNAL_SESSION_DAY_INSTRUCTIONS, one per line or
-    separated by "|"), else the defaults."""
+    separated by "|"), as written; none when it set none."""
     configured = current_app.config.get("SESSION_DAY_INSTRUCTIONS") or ""
     lines = [line.strip() for line in configured.replace("|", "\n").splitlines()]
-    return [line for line in lines if line] or list(DEFAULT_INSTRUCTIONS)
+    return [line for line in lines if line]
+
+
+def instructions() -> list[str]:
+    """The clinic's instructions as written, else the defaults in the request's language."""
+    return _configured() or [gettext(text) for text in DEFAULT_INSTRUCTIONS]
 
 
 def item_keys() -> list[str]:
-    """Every tick the list has: done when all are ticked."""
-    return [f"clinic-{n}" for n in range(len(instructions()))] + [k for k, _ in OWN_ITEMS]
+    """Every tick the list has: done when all are ticked (no text needed: no language)."""
+    count = len(_configured()) or len(DEFAULT_INSTRUCTIONS)
+    return [f"clinic-{n}" for n in range(count)] + [k for k, _ in OWN_ITEMS]
 
 
 def pickup_at(treatment_session: TreatmentSession) -> datetime:
@@ -322,19 +341,19 @@ def done_for(*, session: Session, patient_ids, now: datetime | None = None) -> d
 @dataclass(frozen=True)
 class SupporterRule:
     kind: str  # ReminderSent.kind
-    title: str
+    title: str  # lazy: in the recipient's language when the message is built (message_for)
     body: str
 
 
 EVENING = SupporterRule(
     "day_evening",
-    "A reminder for tomorrow",
-    "Someone you support asked for your help tomorrow. The details are in kapjournal.",
+    _l("A reminder for tomorrow"),
+    _l("Someone you support asked for your help tomorrow. The details are in kapjournal."),
 )
 PICKUP = SupporterRule(
     "day_pickup",
-    "In about an hour",
-    "The pick-up you offered is in about an hour. The details are in kapjournal.",
+    _l("In about an hour"),
+    _l("The pick-up you offered is in about an hour. The details are in kapjournal."),
 )
 
 
@@ -390,11 +409,14 @@ def due_for_supporters(*, session: Session, named_days, now: datetime | None = N
     ]
 
 
-def message_for(reminder: SupporterReminder) -> dict:
-    """Fixed text, no name, no session kind: it may show on a locked screen."""
+def message_for(reminder: SupporterReminder, *, locale: str | None = None) -> dict:
+    """Fixed text, no name, no session kind: it may show on a locked screen. In `locale`, the
+    supporter's own language (their account's choice; English when they made none)."""
+    with i18n.force_locale(locale or "en"):
+        title, body = str(reminder.rule.title), str(reminder.rule.body)
     return {
-        "title": reminder.rule.title,
-        "body": reminder.rule.body,
+        "title": title,
+        "body": body,
         "url": "/home",
         "tag": f"{reminder.rule.kind}-{reminder.session.id}",
     }

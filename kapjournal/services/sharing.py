@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from sqlalchemy import and_, literal, or_, union_all
 from sqlmodel import Session, col, select
 
@@ -89,7 +90,7 @@ def _name(who, blob: bytes | None, role: str) -> str:
     ring = accounts.keyring()
     if role == "invited":
         ad = {"p": "invitation/label", "invitation": str(who)}
-        return ring.open(blob, ad).decode() if blob else "someone you invited"
+        return ring.open(blob, ad).decode() if blob else _("someone you invited")
     return ring.open(blob, {"p": "user/name", "user": str(who)}).decode()
 
 
@@ -132,12 +133,17 @@ def in_words_by_entry(*, session: Session, author: User, entry_ids: list) -> dic
 
 def in_words(readers: list[Reader]) -> str:
     """'Dr. Tess Ward', 'Dr. Tess Ward and Jordan Rivera', 'A, B and C'; a pending reader
-    is marked as such: 'Jordan Rivera (not joined yet)'."""
-    names = [f"{r.name} ({_pending_words(r)})" if r.pending else r.name for r in readers]
+    is marked as such: 'Jordan Rivera (not joined yet)'. In the request's language."""
+    names = [
+        _("%(name)s (%(pending)s)", name=r.name, pending=_pending_words(r)) if r.pending else r.name
+        for r in readers
+    ]
     if len(names) <= 1:
         return "".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
+    return _("%(names)s and %(last)s", names=", ".join(names[:-1]), last=names[-1])
 
 
 def _pending_words(reader: Reader) -> str:
-    return "invited, not joined yet" if reader.role == "invited" else "waiting for them to join"
+    if reader.role == "invited":
+        return _("invited, not joined yet")
+    return _("waiting for them to join")

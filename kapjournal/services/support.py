@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlmodel import Session, col, select
 
 from .. import crypto
@@ -78,9 +79,9 @@ def invite(*, session: Session, patient: User, name: str, entries: list[Entry]) 
     seen only by the patient), who will read `entries` once they join; the caller commits."""
     name = name.strip()
     if not name:
-        raise ValidationError({"name": "Enter their name, so you know who the link is for."})
+        raise ValidationError({"name": _("Enter their name, so you know who the link is for.")})
     if len(name) > NAME_MAX:
-        raise ValidationError({"name": f"Use at most {NAME_MAX} characters."})
+        raise ValidationError({"name": _("Use at most %(n)d characters.", n=NAME_MAX)})
     issued = care.create_invitation(session=session, inviter=patient, kind=KIND, label=name)
     for entry in _own(entries, patient):
         session.add(PendingShare(entry_id=entry.id, invitation_id=issued.invitation.id))
@@ -286,7 +287,7 @@ def remove(*, session: Session, patient: User, private_key: bytes, supporter: Us
 def leave(*, session: Session, supporter: User, patient: User) -> None:
     """The supporter ends their own access. Their grants go at once; the entries are marked so
     the patient's next request re-encrypts them (the supporter cannot: DESIGN §3 flow 5)."""
-    for entry, _ in granted(session=session, patient=patient, supporter=supporter):
+    for entry, _live in granted(session=session, patient=patient, supporter=supporter):
         grant = journal.grant_of(session=session, entry_id=entry.id, reader_id=supporter.id)
         session.delete(grant)
         entry.needs_rotation = True
@@ -363,7 +364,7 @@ def _quietly(action, session: Session, entry: Entry, author: User, private_key, 
             session=session, entry=entry, author=author, private_key=private_key, **extra
         )
     except journal.EntryUnreadable:
-        log.error("waiting work on entry %s could not be done", entry.id)
+        log.error("waiting work on entry %s could not be done", entry.id)  # not-ui: a log line
         return False
     return result is not False
 

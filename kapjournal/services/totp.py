@@ -22,6 +22,7 @@ from sqlmodel import Session, func, select
 
 from ..models import BackupCode, User, utcnow
 from . import accounts
+from .accounts import _
 
 STEP_SECONDS = 30
 DIGITS = 6
@@ -136,7 +137,7 @@ def _normal_backup(code: str) -> str:
 def new_backup_codes(*, session: Session, user: User) -> list[str]:
     """Ten fresh single-use backup codes, replacing any earlier ones; shown once."""
     codes = []
-    for _ in range(BACKUP_CODE_COUNT):
+    for _number in range(BACKUP_CODE_COUNT):
         raw = secrets.token_hex(5)
         codes.append(f"{raw[:5]}-{raw[5:]}")
     session.exec(delete(BackupCode).where(BackupCode.user_id == user.id))
@@ -164,12 +165,14 @@ def confirm_setup(
     """Check a code from the user's app against the pending secret, then turn two-step
     login on; returns the backup codes. CodeProblem if the code does not match."""
     if user.totp_secret_enc is None or enabled(user):
-        raise CodeProblem("Start the set-up again.")
+        raise CodeProblem(_("Start the set-up again."))
     step = _matching_step(secret_of(user), _digits(code), None, now)
     if step is None:
         raise CodeProblem(
-            "That code does not match. Check the time on your phone is set automatically, "
-            "then type the code your app shows now."
+            _(
+                "That code does not match. Check the time on your phone is set automatically, "
+                "then type the code your app shows now."
+            )
         )
     codes = enable(session=session, user=user)
     user.totp_last_step = step

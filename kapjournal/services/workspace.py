@@ -8,9 +8,9 @@ talked through today stay on it, ticked, until the day is over), and opens it fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -179,8 +179,9 @@ class SharedSince:
 def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dict:
     """{patient id: SharedSince} for the caseload and the patient page, so both say the same:
     one statement, whatever the number of patients and entries. The last session is found
-    once per patient (a grouped subquery), then the therapist's grants are counted in one
-    pass over them (indexed by reader), never a subquery run for each grant."""
+    once per patient (a grouped subquery); then, per patient, the therapist's grants made
+    after it are counted from the therapist's grants in time order (ix_grant_reader_created),
+    so the cost follows what was shared since the session, never the size of the journal."""
     ids = list(patient_ids)
     last = (
         select(
@@ -196,29 +197,29 @@ def shared_since(*, session: Session, therapist: User, patient_ids: list) -> dic
         .group_by(TreatmentSession.patient_id)
         .subquery()
     )
+    # Before any integration session everything shared counts: from the start of time.
+    since = func.coalesce(last.c.since, datetime(1970, 1, 1, tzinfo=UTC))
     measure = col(Entry.kind).in_(MEASURE_KINDS)
-    shared = (
-        select(
-            Entry.author_id.label("patient_id"),
-            func.count(case((~measure, 1))).label("entries"),
-            func.count(case((measure, 1))).label("questionnaires"),
+
+    def shared(kinds):
+        return (
+            select(func.count())
+            .select_from(Grant)
+            .join(Entry, Entry.id == Grant.entry_id)
+            .where(
+                Grant.reader_id == therapist.id,
+                Grant.created_at > since,
+                col(Grant.wrapped_key).is_not(None),
+                Entry.author_id == User.id,
+                kinds,
+            )
+            .correlate(User, last)
+            .scalar_subquery()
         )
-        .select_from(Grant)
-        .join(Entry, Entry.id == Grant.entry_id)
-        .outerjoin(last, last.c.patient_id == Entry.author_id)
-        .where(
-            Grant.reader_id == therapist.id,
-            col(Grant.wrapped_key).is_not(None),
-            col(Entry.author_id).in_(ids),
-            or_(last.c.since.is_(None), Grant.created_at > last.c.since),
-        )
-        .group_by(Entry.author_id)
-        .subquery()
-    )
+
     query = (
-        select(User.id, last.c.since, shared.c.entries, shared.c.questionnaires, _waiting_count())
+        select(User.id, last.c.since, shared(~measure), shared(measure), _waiting_count())
         .outerjoin(last, last.c.patient_id == User.id)
-        .outerjoin(shared, shared.c.patient_id == User.id)
         .where(col(User.id).in_(ids))
     )
     return {

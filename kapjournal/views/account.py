@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+from babel.dates import format_datetime
 from flask import Blueprint, request
+from flask_babel import get_locale, gettext
 from flask_login import current_user
 
 from .. import db, policy
@@ -14,6 +17,26 @@ from ..services.accounts import ValidationError
 from . import form_text, render, see_other
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+def in_utc(value: datetime, pattern: str) -> str:
+    """A stored time as UTC (the devices list says "UTC"), in the page's language: a CLDR
+    pattern, e.g. "d MMM y, HH:mm" → "2 Dec 2026, 03:14" or "2 dic 2026, 03:14"."""
+    return format_datetime(value, pattern, tzinfo=UTC, locale=str(get_locale() or "en"))
+
+
+def device_name(label: str | None) -> str:
+    """A device's label as login.py stored it ("Firefox on Linux", "A browser": English, from
+    the User-Agent) in the page's language. The stored value is left as it is; browser and
+    platform names are names."""
+    browser, on, platform = (label or "").partition(" on ")
+    if not browser or browser == "A browser":
+        browser = gettext("A browser")
+    return (
+        gettext("%(browser)s on %(platform)s", browser=browser, platform=platform)
+        if on
+        else browser
+    )
 
 
 @bp.get("")
@@ -33,6 +56,8 @@ def index():
         email=accounts.email_of(user),
         current_device=current_user.device_id,
         care_team=care_team,
+        in_utc=in_utc,
+        device_name=device_name,
     )
 
 

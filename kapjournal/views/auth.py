@@ -154,12 +154,12 @@ def recovery_code_new():
     user = current_user.user
     errors = {}
     if not password_ok(form_text("password", 1000)):
-        errors["password"] = NOT_YOUR_PASSWORD
+        errors["password"] = str(NOT_YOUR_PASSWORD)
     elif (
         totp.enabled(user)
         and totp.verify(session=dbs, user=user, code=form_text("code", 40)) is None
     ):
-        errors["code"] = WRONG_CODE
+        errors["code"] = str(WRONG_CODE)
     if errors:
         dbs.rollback()
         return _new_code_page(errors, status=422)
@@ -177,7 +177,7 @@ def recovery_code_confirm():
         code = form_text("code", 100)
         if not accounts.recovery_code_matches(user=current_user.user, code=code):
             return redirect(url_for("auth.recovery_code"), code=303)
-        errors = {"saved": "Tick the box once you have saved the code somewhere safe."}
+        errors = {"saved": gettext("Tick the box once you have saved the code somewhere safe.")}
         return recovery_page(code, status=422, errors=errors)
     dbs = db.session()
     user = current_user.user

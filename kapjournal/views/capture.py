@@ -18,6 +18,13 @@ from . import form_uuid, render, see_other
 bp = Blueprint("capture", __name__)
 
 
+@bp.app_template_filter("feeling")
+def feeling_label(value: str) -> str:
+    """A stored feeling ("calm") as the reader reads it: its label in their language; a value
+    no longer offered is shown as stored."""
+    return str(dict(capture.FEELINGS).get(value) or value.capitalize())
+
+
 def _me():
     return web.me()
 

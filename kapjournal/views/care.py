@@ -8,6 +8,7 @@ import uuid
 
 import segno
 from flask import Blueprint, current_app, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import db, joining, policy, web
@@ -59,10 +60,10 @@ def create_invitation():
     dbs.commit()
     link = web.absolute_url(url_for("care.register", token=issued.token))
     emailed = None
-    if email and mail.enabled():
+    if email and mail.enabled():  # in the therapist's language: the invitee has no account yet
         emailed = mail.send(
             to=email,
-            subject=f"{current_user.name} invites you to your therapy journal",
+            subject=_("%(name)s invites you to your therapy journal", name=current_user.name),
             body=_invitation_email(link),
         )
     qr = segno.make(link, error="m").svg_data_uri(scale=5, border=2)
@@ -81,12 +82,23 @@ def create_invitation():
 
 def _invitation_email(link: str) -> str:
     days = current_app.config["INVITATION_DAYS"]
-    return (
-        f"Hello,\n\n{current_user.name} has invited you to keep your therapy journal in "
-        f"{current_app.config['CLINIC_NAME']}.\n\nOpen this link to create your account "
-        f"(it works once and expires in {days} days):\n\n{link}\n\n"
-        "If you were not expecting this, you can ignore this email.\n"
-    )
+    paragraphs = [
+        _("Hello,"),
+        _(
+            "%(name)s has invited you to keep your therapy journal in %(clinic)s.",
+            name=current_user.name,
+            clinic=current_app.config["CLINIC_NAME"],
+        ),
+        _("Open this link to create your account (it works once and expires in 1 day):")
+        if days == 1
+        else _(
+            "Open this link to create your account (it works once and expires in %(num)d days):",
+            num=days,
+        ),
+        link,
+        _("If you were not expecting this, you can ignore this email."),
+    ]
+    return "\n\n".join(paragraphs) + "\n"
 
 
 @bp.post("/invitations/<uuid:invitation_id>/cancel")

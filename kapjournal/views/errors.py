@@ -6,6 +6,8 @@ import logging
 import traceback
 
 from flask import Flask, current_app, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -15,24 +17,24 @@ log = logging.getLogger(__name__)
 
 # The same words whether a thing never existed, was deleted (a patient who left) or is not, or
 # no longer, shared with the reader: nothing here tells those apart.
-NOT_HERE = (
+NOT_HERE = _l(
     "There is nothing here for you. It may have been deleted, or it is not shared with you,"
     " or no longer."
 )
 MESSAGES = {
-    400: ("Something was wrong with that request", "Please go back and try again."),
-    404: ("Page not found", NOT_HERE),
-    405: ("Page not found", NOT_HERE),
-    410: ("This link has expired", "Ask for a new one."),
-    413: ("That was too long to send", "Please shorten it and try again."),
-    422: ("Please check what you entered", "Some of it could not be accepted."),
+    400: (_l("Something was wrong with that request"), _l("Please go back and try again.")),
+    404: (_l("Page not found"), NOT_HERE),
+    405: (_l("Page not found"), NOT_HERE),
+    410: (_l("This link has expired"), _l("Ask for a new one.")),
+    413: (_l("That was too long to send"), _l("Please shorten it and try again.")),
+    422: (_l("Please check what you entered"), _l("Some of it could not be accepted.")),
     429: (
-        "Too many attempts",
-        "For your safety, please wait a few minutes before trying again.",
+        _l("Too many attempts"),
+        _l("For your safety, please wait a few minutes before trying again."),
     ),
     500: (
-        "Something went wrong on our side",
-        "Your words were not lost if they are still on your screen. Please try again.",
+        _l("Something went wrong on our side"),
+        _l("Your words were not lost if they are still on your screen. Please try again."),
     ),
 }
 
@@ -43,8 +45,8 @@ def error_page(status: int, detail: str | None = None):
         "errors/error.html",
         block="content",
         status=status,
-        title=title,
-        text=detail or text,
+        title=str(title),  # lazy: in the language of this request
+        text=str(detail or text),
         code=status,
         current_tab=None,  # the same page whatever was asked for: nothing to tell apart
     )
@@ -57,10 +59,10 @@ def error_page(status: int, detail: str | None = None):
 
 # Views whose requests may be too large say why in their own words.
 TOO_LARGE = {
-    "capture.new": lambda config: (
-        "That voice memo is too long to keep: memos can be up to 5 minutes"
-        f" ({config['MEMO_MAX_BYTES'] // (1024 * 1024)} MB). Nothing was saved. Please record"
-        " a shorter one, or write a few words instead."
+    "capture.new": lambda config: _(
+        "That voice memo is too long to keep: memos can be up to 5 minutes (%(mb)d MB)."
+        " Nothing was saved. Please record a shorter one, or write a few words instead.",
+        mb=config["MEMO_MAX_BYTES"] // (1024 * 1024),
     ),
 }
 
@@ -70,7 +72,9 @@ def _http_error(exc: HTTPException):
     if status == 413 and request.endpoint in TOO_LARGE:
         return error_page(413, TOO_LARGE[request.endpoint](current_app.config))
     if isinstance(exc, CSRFError):
-        return error_page(400, "This form had expired. Go back, reload the page and send it again.")
+        return error_page(
+            400, _("This form had expired. Go back, reload the page and send it again.")
+        )
     response = error_page(status)
     whole = dict(exc.get_headers()).get("Content-Range") if status == 416 else None
     if whole:  # the protocol's own header: the length a range may ask within

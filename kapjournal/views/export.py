@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 
 from flask import Blueprint, Response, request
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy, web
@@ -20,10 +21,15 @@ from . import form_text, render, viewer_zone
 bp = Blueprint("export", __name__)
 
 _CHUNK = 64 * 1024
-TOO_LARGE = (
-    f"This file is larger than {importing.MAX_BYTES // (1024 * 1024)} MB, more than a "
-    "journal.json from kapjournal can be. Choose the journal.json from your download."
-)
+
+
+def too_large() -> str:
+    """Why a file over the limit is refused, in the page's language."""
+    return _(
+        "This file is larger than %(mb)d MB, more than a journal.json from kapjournal can be. "
+        "Choose the journal.json from your download.",
+        mb=importing.MAX_BYTES // (1024 * 1024),
+    )
 
 
 def _zip(archive: io.BytesIO, name: str) -> Response:
@@ -77,10 +83,10 @@ def import_journal():
         return _import_page()
     upload = request.files.get("journal")
     if upload is None or not upload.filename:
-        return _refused("Choose the journal.json file from your download.", 422)
+        return _refused(_("Choose the journal.json file from your download."), 422)
     raw = upload.read(importing.MAX_BYTES + 1)
     if len(raw) > importing.MAX_BYTES:
-        return _refused(TOO_LARGE, 413)
+        return _refused(too_large(), 413)
     try:
         journal_in = importing.parse(raw)
     except importing.Refused as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, request, url_for
+from flask_babel import gettext as _
 
 from .. import db, policy, web
 from ..models import User
@@ -33,6 +34,7 @@ def _page(patient: User, *, own: bool, here: str):
         here=here,
         session_labels=course.KIND_LABELS,
         intention_fields=entry_forms.INTENTION_FIELDS[1:],
+        statuses={"done": _("done"), "cancelled": _("cancelled")},  # a session's, when not planned
     )
 
 

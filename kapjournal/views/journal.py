@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, request
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
@@ -113,7 +114,7 @@ def new_entry():
         client_id = form_uuid("client_id") or uuid.uuid4()
         session_id = _session_field()
         chosen = request.form.getlist("share")
-        readers = [r for r, _ in pages.share_choices(_me(), kind) if str(r.id) in chosen]
+        readers = [r for r, _name in pages.share_choices(_me(), kind) if str(r.id) in chosen]
         if request.form.get("share_default") == "1":
             # Written on the offline page, which names no one: the standing default applies.
             readers = pages.default_readers(_me(), kind)
@@ -347,7 +348,7 @@ def new_session():
 def sharing_defaults():
     kinds = [(k, entry_forms.KIND_LABELS[k]) for k in entry_forms.WRITABLE_KINDS]
     kinds += [(i.key, i.name) for i in instruments.INSTRUMENTS.values()]
-    kinds += [("capture", "What I capture after a session")]  # helper CAPTURE
+    kinds += [("capture", _("What I capture after a session"))]  # helper CAPTURE
     if request.method == "GET":
         return render("journal/sharing.html", kinds=kinds, errors={}, done=False)
     dbs = db.session()
@@ -363,9 +364,9 @@ def sharing_defaults():
             kinds=kinds,
             done=False,
             status=422,
-            errors={"password": "That is not your password."},
+            errors={"password": _("That is not your password.")},
         )
-    _me().share_defaults = {k: k in request.form.getlist("kinds") for k, _ in kinds} | {
+    _me().share_defaults = {k: k in request.form.getlist("kinds") for k, _label in kinds} | {
         capture.SEAL_SETTING: ticked(capture.SEAL_SETTING)  # after the session: helper CAPTURE
     }
     dbs.add(_me())

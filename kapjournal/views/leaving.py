@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, time
 
 from flask import Blueprint, request
+from flask_babel import gettext as _
 
 from .. import db, policy, web
 from ..login import NOT_YOUR_PASSWORD, limit_password_checks, logged_out, password_ok
@@ -27,7 +28,7 @@ def _account_page(*, errors=None, status=200):
     return render(
         "leaving/delete_account.html",
         sole=[(p, accounts.name_of(p)) for p in sole],
-        phrase=deletion.CONFIRMATION,
+        phrase=deletion.phrase(),
         errors=errors or {},
         status=status,
     )
@@ -42,15 +43,17 @@ def delete_account():
     if request.method == "GET":
         return _account_page()
     errors = {}
-    if form_text("confirm", 100).strip().casefold() != deletion.CONFIRMATION:
-        errors["confirm"] = f"Type “{deletion.CONFIRMATION}” to confirm."
+    if not deletion.confirmed(form_text("confirm", 100)):
+        errors["confirm"] = _("Type “%(phrase)s” to confirm.", phrase=deletion.phrase())
     if not password_ok(form_text("password", 1000)):
         errors["password"] = NOT_YOUR_PASSWORD
     dbs = db.session()
     me = web.me()
     sole = deletion.sole_patients_of(session=dbs, therapist=me) if me.role == "therapist" else []
     if sole and request.form.get("leave_patients") != "1":
-        errors["leave_patients"] = "Tick this to leave their care team; they see it in their log."
+        errors["leave_patients"] = _(
+            "Tick this to leave their care team; they see it in their log."
+        )
     if errors:
         dbs.rollback()
         return _account_page(errors=errors, status=422)
@@ -86,9 +89,9 @@ def _choice():
             local_day = datetime.strptime(day, "%Y-%m-%d").date()
             before = datetime.combine(local_day, time(), tzinfo=viewer_zone())
         except ValueError:
-            errors["before"] = "Enter a date like 2026-11-30."
+            errors["before"] = _("Enter a date like 2026-11-30.")
     else:
-        errors["session_id"] = "Choose a session, or a date."
+        errors["session_id"] = _("Choose a session, or a date.")
     return chosen_session, before, errors
 
 

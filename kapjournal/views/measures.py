@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, redirect, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
@@ -76,7 +77,7 @@ def answer(key: str):
     if mode == "one" and nav == "next":
         name = _name(instrument, step)
         if step <= len(instrument.items) and values.get(name) not in ("0", "1", "2", "3"):
-            errors = {name: "Choose one answer."}
+            errors = {name: _("Choose one answer.")}
             return _form(instrument, mode=mode, values=values, step=step, errors=errors, status=422)
         return _form(instrument, mode=mode, values=values, step=step + 1)
     return _save(instrument, mode=mode, values=values)
@@ -179,7 +180,7 @@ def result(entry_id: uuid.UUID):
         has_care_team=mine and bool(care.therapists_of(session=dbs, patient=_me())),
         care_team_reads=any(
             person.role == "therapist" and not pending
-            for person, _, pending in sharing.get("readers", [])
+            for person, _role, pending in sharing.get("readers", [])
         ),
         patient_name=None if mine else accounts.name_of(dbs.get(User, entry.author_id)),
         answer_labels=dict(instruments.ANSWERS),
@@ -192,7 +193,7 @@ def _comparison(entry: Entry, instrument: Instrument, score: int, *, mine: bool)
     """This result next to the reader's previous one of the same questionnaire, in words (a
     read of that one, when not the reader's own); None when that one does not open."""
     dbs = db.session()
-    rows, _ = course_pages.entries_page(
+    rows, _after = course_pages.entries_page(
         session=dbs,
         patient_id=entry.author_id,
         reader_id=_me().id,
@@ -208,7 +209,7 @@ def _comparison(entry: Entry, instrument: Instrument, score: int, *, mine: bool)
         day = in_viewer_zone(item.entry.created_at).date()
         earlier = instruments.Earlier(score=item.body["score"], day=day)
     year = in_viewer_zone(entry.created_at).year
-    first = "" if mine else f"the first {instrument.name} shared with you"
+    first = "" if mine else _("the first %(name)s shared with you", name=instrument.name)
     return instruments.compared(instrument, score, earlier, year=year, first=first)
 
 

@@ -10,6 +10,7 @@ from .. import db, policy
 from ..extensions import limiter
 from ..login import (
     NOT_YOUR_PASSWORD,
+    WRONG_CODE,
     limit_password_checks,
     log_in,
     logged_out,
@@ -56,7 +57,7 @@ def verify():
     user = current_user.user
     if totp.verify(session=dbs, user=user, code=form_text("code", 40)) is None:
         dbs.rollback()
-        errors = {"code": "That code did not work. Type the code your app shows now."}
+        errors = {"code": str(WRONG_CODE)}
         return render("mfa/verify.html", errors=errors, next=target, status=422)
     dbs.commit()
     # A fresh session (new id and K_sess) replaces the password-only one.
@@ -101,7 +102,9 @@ def setup():
         return redirect(url_for("mfa.index"))
     if request.method == "GET":
         return _setup_page()
-    errors = {} if password_ok(form_text("password", 1000)) else {"password": NOT_YOUR_PASSWORD}
+    errors = (
+        {} if password_ok(form_text("password", 1000)) else {"password": str(NOT_YOUR_PASSWORD)}
+    )
     codes = None
     if not errors:
         try:
@@ -146,7 +149,7 @@ def backup_codes():
     if not totp.enabled(user):
         return see_other("mfa.setup")
     if not password_ok(form_text("codes-password", 1000)):
-        return _index_page(errors={"codes-password": NOT_YOUR_PASSWORD}, status=422)
+        return _index_page(errors={"codes-password": str(NOT_YOUR_PASSWORD)}, status=422)
     codes = totp.new_backup_codes(session=db.session(), user=user)
     db.session().commit()
     return _backup_codes_page(codes, next_url=url_for("mfa.index"))
@@ -160,7 +163,7 @@ def turn_off():
     if not totp.enabled(user):
         return see_other("mfa.index")
     if not password_ok(form_text("off-password", 1000)):
-        return _index_page(errors={"off-password": NOT_YOUR_PASSWORD}, status=422)
+        return _index_page(errors={"off-password": str(NOT_YOUR_PASSWORD)}, status=422)
     totp.turn_off(session=db.session(), user=user)
     db.session().commit()
     # A therapist goes straight on to set it up again (on a new phone).

@@ -7,6 +7,8 @@ import uuid
 
 import segno
 from flask import Blueprint, current_app, redirect, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from .. import db, joining, pages, policy, web
@@ -146,7 +148,7 @@ def _link_page(invitation, token: str, *, email: str = ""):
     if email and mail.enabled():
         emailed = mail.send(
             to=email,
-            subject=f"{current_user.name} invites you to support them",
+            subject=_("%(name)s invites you to support them", name=current_user.name),
             body=_invitation_email(link),
         )
     return render(
@@ -162,13 +164,29 @@ def _link_page(invitation, token: str, *, email: str = ""):
 
 
 def _invitation_email(link: str) -> str:
+    """In the sender's language (the request's): the invitee has no account yet; the page the
+    link opens offers the other language."""
     days = current_app.config["INVITATION_DAYS"]
+    name, clinic = current_user.name, current_app.config["CLINIC_NAME"]
     return (
-        f"Hello,\n\n{current_user.name} would like you to be one of their support people "
-        f"and has invited you to {current_app.config['CLINIC_NAME']}. You will be able to read "
-        "what they choose to share with you, and nothing else.\n\n"
-        f"Open this link to accept (it works once and expires in {days} days):\n\n{link}\n\n"
-        "If you were not expecting this, you can ignore this email.\n"
+        _("Hello,")
+        + "\n\n"
+        + _(
+            "%(name)s would like you to be one of their support people and has invited you to "
+            "%(clinic)s. You will be able to read what they choose to share with you, and "
+            "nothing else.",
+            name=name,
+            clinic=clinic,
+        )
+        + "\n\n"
+        + ngettext(
+            "Open this link to accept (it works once and expires in %(num)d day):",
+            "Open this link to accept (it works once and expires in %(num)d days):",
+            days,
+        )
+        + f"\n\n{link}\n\n"
+        + _("If you were not expecting this, you can ignore this email.")
+        + "\n"
     )
 
 
@@ -254,7 +272,7 @@ def share(supporter_id: uuid.UUID):
     reader = _my_supporter(supporter_id)
     entries = _chosen_entries()
     if not entries:
-        errors = {"entry_id": "Tick the entries to share first."}
+        errors = {"entry_id": _("Tick the entries to share first.")}
         return _supporter_page(reader, errors=errors, status=422)
     support.share(
         session=dbs,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, redirect, request, url_for
+from flask_babel import gettext as _
 
 from .. import db, pages, policy, web
 from ..models import Annotation, User
@@ -85,8 +86,10 @@ def annotate(entry_id: uuid.UUID):
         if paragraph is None:
             raise ValidationError(
                 {
-                    "note": "The patient changed this passage while you wrote. Your note is kept "
-                    "here: copy it to the passage it belongs to."
+                    "note": _(
+                        "The patient changed this passage while you wrote. Your note is kept "
+                        "here: copy it to the passage it belongs to."
+                    )
                 }
             )
         annotations.create(
