@@ -177,28 +177,6 @@ def test_the_scripts_words_are_extracted_and_translated_with_every_plural_form()
             assert entry.string, msgid
 
 
-def test_the_spanish_catalogue_is_complete_with_plurals_counted_by_their_singular():
-    """tests/test_languages.py's catalogue check, keyed so that a plural entry (whose id is the
-    pair singular, plural) counts as its singular, as extraction reports it."""
-    with (ROOT / "babel.cfg").open() as config:
-        method_map, options_map = parse_mapping_cfg(config)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
-    marked = {
-        message if isinstance(message, str) else message[0]
-        for _f, _l, message, _c, _x in extract_from_dir(
-            str(ROOT), method_map, options_map, keywords=keywords
-        )
-    }
-    with (i18n.TRANSLATIONS / "es/LC_MESSAGES/messages.po").open("rb") as source:
-        catalogue = read_po(source)
-    entries = {(m.id[0] if isinstance(m.id, tuple) else m.id): m for m in catalogue if m.id}
-    assert sorted(marked - set(entries)) == [] and sorted(set(entries) - marked) == []
-    untranslated = [k for k, m in entries.items() if not (m.string and all(m.string))]
-    assert untranslated == []
-    assert [m.id for m in entries.values() if m.fuzzy] == [] and not catalogue.fuzzy
-    assert [(m.id, errors) for m, errors in catalogue.check()] == []
-
-
 def test_the_json_catalogue_has_only_the_scripts_words_and_revalidates(client):
     response = client.get("/i18n/es.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
