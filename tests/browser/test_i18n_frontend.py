@@ -1,10 +1,13 @@
 """Issue 16, the front end in a real Chromium: a Spanish phone with the network gone gets the
 Spanish offline page and writing form from the service worker, and the scripts speak Spanish
-there too (their catalogue comes from the service worker's cache); with <html dir="rtl"> the
-shell is mirrored, not broken. The fixtures fail a test on any CSP violation or uncaught
+there too (their catalogue comes from the service worker's cache), as does a reminder pushed
+without a title; with <html dir="rtl"> the shell is mirrored, not broken; the copy button still
+copies. The fixtures fail a test on any CSP violation or uncaught
 error."""
 
 from __future__ import annotations
+
+import json
 
 from .conftest import PHONE
 from .test_offline import ready_for_offline
@@ -104,3 +107,46 @@ def test_the_copy_button_still_copies_with_its_code_loaded_only_where_needed(liv
     link = page.get_by_label("Invitation link").input_value()
     assert page.evaluate("navigator.clipboard.readText()") == link
     expect(page.locator("#live")).to_have_text("Copied to clipboard")
+
+
+def test_a_push_without_a_title_gets_the_default_title_in_the_phones_language(
+    live_app, live_server, new_context
+):
+    """The server writes reminders in their reader's language; a message with no title gets
+    the service worker's own, from its cached catalogue, in the last page's language."""
+    context = new_context(**SPANISH_PHONE)
+    context.grant_permissions(["notifications"], origin=live_server)
+    page = context.new_page()
+    page.goto("/login")
+    expect(heading(page)).to_have_text("Iniciar sesión")
+    ready_for_offline(page)
+    wait_for_cached(page, "/i18n/es.json")
+    cdp = context.new_cdp_session(page)
+    registrations = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda e: registrations.extend(e["registrations"]),
+    )
+    cdp.send("ServiceWorker.enable")
+    for _ in range(50):
+        if registrations:
+            break
+        page.wait_for_timeout(100)
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": live_server,
+            "registrationId": registrations[0]["registrationId"],
+            "data": json.dumps({"body": "…", "url": "/journal", "tag": "t-1"}),
+        },
+    )
+    shown = []
+    for _ in range(50):
+        shown = page.evaluate(
+            """() => navigator.serviceWorker.ready
+              .then((r) => r.getNotifications()).then((ns) => ns.map((n) => n.title))"""
+        )
+        if shown:
+            break
+        page.wait_for_timeout(100)
+    assert shown == ["Su diario"]
