@@ -2,8 +2,7 @@
 Spanish offline page and writing form from the service worker, and the scripts speak Spanish
 there too (their catalogue comes from the service worker's cache), as does a reminder pushed
 without a title; with <html dir="rtl"> the shell is mirrored, not broken; the copy button still
-copies. The fixtures fail a test on any CSP violation or uncaught
-error."""
+copies. The fixtures fail a test on any CSP violation or uncaught error."""
 
 from __future__ import annotations
 
