@@ -29,15 +29,16 @@ TRANSLATIONS := kapjournal/translations
 translations: $(BIN)/activate
 	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
-## Extract the strings marked for translation into messages.pot (then `make i18n-update`).
+## Extract the strings marked for translation into messages.pot (then `make i18n-update`): the
+## templates, the Python code and the scripts (`t()` and `tn()` in static/**.js, see babel.cfg).
 i18n-extract: $(BIN)/activate
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
-		-o $(TRANSLATIONS)/messages.pot .
+	PYTHONPATH=. $(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location \
+		--sort-output -o $(TRANSLATIONS)/messages.pot .
 
 ## Merge messages.pot into each language's .po (new strings arrive untranslated, for a translator).
 i18n-update: i18n-extract
-	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-location \
-		--no-fuzzy-matching
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+		--no-fuzzy-matching --ignore-obsolete
 
 ## Serve the app on the embedded SQLite database (development secrets made in instance/).
 run: $(BIN)/activate translations

@@ -10,21 +10,31 @@ committed: they are built from the `.po`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 
 import flask_babel
+from babel import Locale
+from babel.dates import format_datetime as babel_datetime
+from babel.messages.extract import extract_javascript
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.plural import _plural_tags
 from flask import Flask, has_request_context, request, url_for
 from flask.globals import _cv_request  # Flask's own context variable for the request
 from flask_babel import get_locale
 from flask_login import current_user
 
-LANGUAGES = {"en": "English", "es": "Español"}  # each named in its own language
+# Each named in its own language, never translated (so the scanner is told: not-ui).
+LANGUAGES = {"en": "English", "es": "Español"}  # not-ui
 DEFAULT = "en"
 COOKIE = "lang"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
@@ -111,6 +121,164 @@ def help_url() -> str:
     return url_for("pwa.help") if code == DEFAULT else url_for("pwa.help", lang=code)
 
 
+def lang_args() -> dict[str, str]:
+    """`url_for` arguments that keep the page's language on a link to a page the service
+    worker keeps per language (the offline pages): none for English, `lang` for the others."""
+    code = html_lang()
+    return {} if code == DEFAULT else {"lang": code}
+
+
+# --- dates and times -----------------------------------------------------------------------------
+
+# strftime directives (the `|local` filter's argument) as CLDR pattern letters, which Babel
+# renders in the page's language: "%a %-d %b %Y, %H:%M" is "Wed 2 Dec 2026, 06:30" in English
+# (as strftime wrote it), "mié 2 dic 2026, 06:30" in Spanish.
+_STRFTIME = {
+    "a": "EEE",
+    "A": "EEEE",
+    "d": "dd",
+    "-d": "d",
+    "e": "d",
+    "b": "MMM",
+    "h": "MMM",
+    "B": "MMMM",
+    "m": "MM",
+    "-m": "M",
+    "y": "yy",
+    "Y": "y",
+    "H": "HH",
+    "-H": "H",
+    "I": "hh",
+    "-I": "h",
+    "M": "mm",
+    "S": "ss",
+    "p": "a",
+}
+_DIRECTIVE = re.compile(r"%(-?[a-zA-Z%])")
+# Per language, what a full month name needs around it ("2 de diciembre de 2026").
+_MONTH_WORDS = {
+    "es": ((re.compile(r"\bd MMMM\b"), "d 'de' MMMM"), (re.compile(r"MMMM y"), "MMMM 'de' y"))
+}
+
+
+def _quoted(text: str) -> str:
+    """Literal text in a CLDR pattern: letters inside single quotes, a quote doubled."""
+    if not text:
+        return ""
+    if not re.search(r"[A-Za-z']", text):
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+@cache
+def cldr_pattern(fmt: str, language: str = DEFAULT) -> str:
+    """The CLDR pattern for a strftime format (the directives in _STRFTIME only; anything
+    else is a programming error, raised as ValueError)."""
+    out, last = [], 0
+    for match in _DIRECTIVE.finditer(fmt):
+        out.append(_quoted(fmt[last : match.start()]))
+        code = match.group(1)
+        if code == "%":
+            out.append("%")
+        elif code in _STRFTIME:
+            out.append(_STRFTIME[code])
+        else:
+            raise ValueError(f"strftime directive %{code} has no CLDR equivalent here")
+        last = match.end()
+    out.append(_quoted(fmt[last:]))
+    pattern = "".join(out)
+    for found, instead in _MONTH_WORDS.get(language, ()):
+        pattern = found.sub(instead, pattern)
+    return pattern
+
+
+def format_moment(value: datetime | date, fmt: str) -> str:
+    """`value` (a date, or a datetime already in the zone to show) in the page's language,
+    from a strftime-style format. Outside a request: English."""
+    language = html_lang()  # the request's, a forced one (an email), or English outside both
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return babel_datetime(value, cldr_pattern(fmt, language), locale=language)
+
+
+def format_day(day: date | datetime, *, year: bool = True) -> str:
+    """A day as chart labels and comparisons say it: "18 Nov 2026" ("18 nov 2026"), or
+    without the year: "18 Nov". For other slices' Python (services/chart.py, measures,
+    export): call it where an English month abbreviation is built by hand today."""
+    return format_moment(day, "%-d %b %Y" if year else "%-d %b")
+
+
+# --- the JavaScript messages ---------------------------------------------------------------------
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+# What the scripts call to mark their words (static/js/app.js defines them): t("Text", {n: 1})
+# and tn("one entry", "%(n)d entries", n).
+_JS_KEYWORDS = {"t": "_", "tn": "ngettext"}
+
+
+def extract_js(fileobj, keywords, comment_tags, options) -> Iterator[tuple]:
+    """babel.cfg's extractor for static/**.js: Babel's JavaScript extractor, reading `t()` and
+    `tn()`, reported as `_()` and `ngettext()`, so that any extraction with the default
+    keywords (pybabel, the catalogue test) finds the scripts' messages."""
+    name = getattr(fileobj, "name", "")
+    if str(name).endswith(".min.js"):
+        return  # vendored (htmx): not ours, and its one-letter functions are not messages
+    found = extract_javascript(fileobj, list(_JS_KEYWORDS), comment_tags, options)
+    for lineno, funcname, messages, comments in found:
+        yield lineno, _JS_KEYWORDS.get(funcname, funcname), messages, comments
+
+
+def _script_files() -> list[Path]:
+    files = [STATIC / "sw.js", *sorted((STATIC / "js").glob("*.js"))]
+    return [f for f in files if not f.name.endswith(".min.js")]
+
+
+@cache
+def _js_messages(stamp: tuple) -> tuple[str, ...]:
+    """The msgids the scripts use (singular msgid for a plural), for one state of the files."""
+    found = []
+    for path in _script_files():
+        with path.open("rb") as source:
+            for _lineno, _func, messages, _comments in extract_js(source, (), (), {}):
+                first = messages[0] if isinstance(messages, tuple) else messages
+                if first and first not in found:
+                    found.append(first)
+    return tuple(found)
+
+
+@cache
+def _catalogue_json(language: str, stamp: tuple) -> tuple[bytes, str]:
+    po = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
+    messages: dict[str, object] = {}
+    if po.exists():
+        with po.open("rb") as source:
+            catalogue = read_po(source)
+        for msgid in _js_messages(stamp[:-1]):
+            message = catalogue.get(msgid)
+            if message is None or message.fuzzy:
+                continue
+            if isinstance(message.string, tuple | list):
+                if all(message.string):
+                    messages[msgid] = list(message.string)
+            elif message.string:
+                messages[msgid] = message.string
+    tags = Locale.parse(language).plural_form.tags | {"other"}
+    body = {"lang": language, "plural": [t for t in _plural_tags if t in tags]}
+    body["messages"] = messages
+    data = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+def js_catalogue(language: str) -> tuple[bytes, str]:
+    """The scripts' messages in `language` as JSON ({"lang", "plural": the CLDR categories in
+    the order of the catalogue's plural forms, "messages": msgid → msgstr, or the list of
+    forms for a plural}) and its ETag. Rebuilt when a script or the catalogue changes."""
+    po = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
+    stamp = tuple(f.stat().st_mtime_ns for f in _script_files())
+    stamp += (po.stat().st_mtime_ns if po.exists() else 0,)
+    return _catalogue_json(language, stamp)
+
+
 def compile_catalogues(directory: Path = TRANSLATIONS) -> list[Path]:
     """Compile each `.po` catalogue whose `.mo` is missing or older (what `pybabel compile`
     does, in process: for test runs that do not go through make). Returns what it wrote."""
@@ -135,6 +303,16 @@ def init_app(app: Flask) -> None:
     app.add_template_global(html_lang, "html_lang")
     app.add_template_global(LANGUAGES, "languages")
     app.add_template_global(help_url, "help_url")
+    app.add_template_global(lang_args, "lang_args")
+    app.after_request(_content_language)
+
+
+def _content_language(response):
+    """Each page says its language (the service worker keeps the last one, to choose the
+    offline pages' language)."""
+    if response.mimetype == "text/html" and "Content-Language" not in response.headers:
+        response.headers["Content-Language"] = html_lang()
+    return response
 
 
 def install_template_callables(app: Flask) -> None:

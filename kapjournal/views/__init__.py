@@ -22,6 +22,8 @@ from flask import (
 from jinja2_fragments.flask import render_block
 from markupsafe import Markup, escape
 
+from .. import i18n
+
 
 def render(template: str, *, block: str | None = None, status: int = 200, **context) -> Response:
     """The page, or just its `block` for an htmx request that targets part of the page.
@@ -138,8 +140,9 @@ def in_viewer_zone(value: datetime) -> datetime:
 
 
 def local_time(value: datetime | None, fmt: str = "%a %-d %b %Y, %H:%M") -> str:
-    """Jinja filter: a stored UTC time in the viewer's zone."""
-    return "" if value is None else in_viewer_zone(value).strftime(fmt)
+    """Jinja filter: a stored UTC time in the viewer's zone and the page's language, `fmt` in
+    strftime style (rendered by Babel: see i18n.format_moment)."""
+    return "" if value is None else i18n.format_moment(in_viewer_zone(value), fmt)
 
 
 # --- phone numbers as links ---------------------------------------------------------------------

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask_babel import format_date
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -31,9 +42,9 @@ def help():
     account, the cookie or Accept-Language, so caches keep copies apart by them."""
     reviewed = crisis.all_lines()["reviewed"]
     spoken = format_date(reviewed, "long") if i18n.html_lang() != "en" else None
-    response = render("pwa/help.html", reviewed=spoken or reviewed.strftime("%-d %B %Y"))
+    response = render("pwa/help.html", reviewed=spoken or i18n.format_moment(reviewed, "%-d %B %Y"))
     response.headers["Cache-Control"] = "no-cache"
-    response.vary.update(("Accept-Language", "Cookie"))
+    response.vary.update(("Accept-Language", "Cookie"))  # not-ui: header names
     return response
 
 
@@ -42,6 +53,7 @@ def help():
 def offline():
     response = render("pwa/offline.html")
     response.headers["Cache-Control"] = "no-cache"
+    response.vary.update(("Accept-Language", "Cookie"))  # not-ui: header names
     return response
 
 
@@ -61,12 +73,12 @@ def manifest():
             ("maskable-512.png", "512x512", "maskable"),
         )
     ]
+    clinic = current_app.config["CLINIC_NAME"]
     data = {
-        "name": current_app.config["CLINIC_NAME"] + " journal"
-        if current_app.config["CLINIC_NAME"] != "kapjournal"
-        else "kapjournal",
-        "short_name": "Journal",
-        "description": "Your private journal for ketamine-assisted therapy.",
+        "name": _("%(clinic)s journal", clinic=clinic) if clinic != "kapjournal" else clinic,
+        "short_name": _("Journal"),
+        "description": _("Your private journal for ketamine-assisted therapy."),
+        "lang": i18n.html_lang(),
         "id": "/",
         "start_url": "/",
         "scope": "/",
@@ -75,14 +87,34 @@ def manifest():
         "theme_color": "#f6f3ec",  # the top bar, as the light theme-color meta says
         "icons": icons,
         "shortcuts": [
-            {"name": "New reflection", "url": "/entries/new?kind=reflection", "icons": icons[:1]},
-            {"name": "Need help now", "url": "/help", "icons": icons[:1]},
+            {
+                "name": _("New reflection"),
+                "url": "/entries/new?kind=reflection",
+                "icons": icons[:1],
+            },
+            {"name": _("Need help now"), "url": i18n.help_url(), "icons": icons[:1]},
         ],
     }
     response = jsonify(data)
     response.mimetype = "application/manifest+json"
     response.headers["Cache-Control"] = "no-cache"
+    response.vary.update(("Accept-Language", "Cookie"))  # not-ui: header names
     return response
+
+
+@bp.get("/i18n/<lang>.json")
+@policy.allow(policy.PUBLIC)
+def catalogue(lang: str):
+    """The scripts' messages in one language (static/js/app.js's `t()`; the service worker
+    keeps a copy for the offline pages). The same for everyone: revalidated by its ETag."""
+    if i18n.supported(lang) is None:
+        abort(404)
+    data, etag = i18n.js_catalogue(lang)
+    response = make_response(data)
+    response.mimetype = "application/json"
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response.make_conditional(request)
 
 
 @bp.get("/sw.js")

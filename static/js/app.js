@@ -3,6 +3,26 @@
   "use strict";
   var doc = document;
 
+  // Languages (issue 16): t("Words", {name: v}) and tn("one", "%(n)d many", n), English until
+  // /i18n/<lang>.json (for <html lang>) is in; `ready` settles when it is, or after 1.5 s.
+  var lang = (doc.documentElement.lang || "en").split("-")[0], cat = { messages: {} };
+  function fill(text, vars) {
+    return text.replace(/%(?:\((\w+)\))?([sd%])/g, function (all, name, kind) {
+      return kind === "%" ? "%" : vars && name in vars ? String(vars[name]) : all;
+    });
+  }
+  function t(msgid, vars) { return fill(cat.messages[msgid] || msgid, vars); }
+  function tn(one, many, n, vars) {
+    var forms = cat.messages[one], i = forms ? cat.plural.indexOf(new Intl.PluralRules(lang).select(n)) : -1;
+    return fill((forms && forms[i < 0 ? forms.length - 1 : i]) || (n === 1 ? one : many), Object.assign({ n: n }, vars));
+  }
+  var ready = lang === "en" ? Promise.resolve() : Promise.race([
+    fetch("/i18n/" + lang + ".json").then(function (r) { return r.json(); })
+      .then(function (found) { if (found.messages) cat = found; }).catch(function () {}),
+    new Promise(function (ok) { setTimeout(ok, 1500); })
+  ]);
+  window.kapjournalI18n = { t: t, tn: tn, ready: ready };
+
   // The server shows times in the browser's zone (the `tz` cookie).
   try {
     var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -14,13 +34,6 @@
 
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {});
-  }
-
-  function announce(msg) {
-    var live = doc.getElementById("live");
-    if (!live) return;
-    live.textContent = "";
-    setTimeout(function () { live.textContent = msg; }, 50);
   }
 
   // data-confirm="Question?" on a <form>: plain and htmx submits.
@@ -47,70 +60,6 @@
     if (window.confirm(q)) d.issueRequest(true);
   });
 
-  // data-copy-target="#id": copy value/text to the clipboard.
-  function fallbackCopy(target) {
-    var sel = window.getSelection();
-    if (target.select) {
-      target.select();
-    } else if (sel) {
-      var range = doc.createRange();
-      range.selectNodeContents(target);
-      sel.removeAllRanges();
-      sel.addRange(range);
-    }
-    var ok = false;
-    try { ok = doc.execCommand("copy"); } catch (err) { /* unsupported */ }
-    return ok ? Promise.resolve() : Promise.reject(new Error("copy"));
-  }
-
-  function copy(btn) {
-    var target = null;
-    try { target = doc.querySelector(btn.getAttribute("data-copy-target")); } catch (err) { /* bad selector */ }
-    if (!target) return;
-    var text = ("value" in target ? target.value : target.textContent || "").trim();
-    var p = navigator.clipboard && window.isSecureContext
-      ? navigator.clipboard.writeText(text).catch(function () { return fallbackCopy(target); })
-      : fallbackCopy(target);
-    if (!btn.hasAttribute("data-copy-label")) btn.setAttribute("data-copy-label", btn.textContent);
-    p.then(function () {
-      btn.textContent = "Copied";
-      announce("Copied to clipboard");
-    }, function () {
-      btn.textContent = "Copy failed";
-      announce("Could not copy. Select the text and copy it by hand.");
-    }).then(function () {
-      clearTimeout(btn.copyTimer);
-      btn.copyTimer = setTimeout(function () {
-        btn.textContent = btn.getAttribute("data-copy-label");
-      }, 2000);
-    });
-  }
-
-  // data-share-url + data-share-title: Web Share; hidden where unsupported.
-  function initShare(root) {
-    if (!root || !root.querySelectorAll) return;
-    var btns = root.querySelectorAll("[data-share-url]");
-    for (var i = 0; i < btns.length; i++) btns[i].hidden = !navigator.share;
-  }
-
-  function share(btn) {
-    if (!navigator.share) return;
-    navigator.share({
-      url: new URL(btn.getAttribute("data-share-url"), location.href).href,
-      title: btn.getAttribute("data-share-title") || doc.title
-    }).catch(function () {});
-  }
-
-  doc.addEventListener("click", function (e) {
-    var el = e.target.closest && e.target.closest("[data-copy-target],[data-share-url]");
-    if (!el) return;
-    if (el.hasAttribute("data-copy-target")) copy(el);
-    else share(el);
-  });
-
-  initShare(doc);
-  doc.addEventListener("htmx:load", function (e) { initShare(e.target); });
-
   // A question swapped into the page by htmx (e.g. "Share this with …?"): focus it.
   doc.addEventListener("htmx:load", function (e) {
     var el = e.target;
@@ -121,9 +70,9 @@
 
   // After htmx swaps <body> or <main>, focus its <h1> for screen readers.
   doc.body.addEventListener("htmx:afterSwap", function (e) {
-    var t = e.target;
-    if (t !== doc.body && t.tagName !== "MAIN") return;
-    var h1 = t.querySelector("h1");
+    var main = e.target;
+    if (main !== doc.body && main.tagName !== "MAIN") return;
+    var h1 = main.querySelector("h1");
     if (!h1) return;
     if (!h1.hasAttribute("tabindex")) h1.setAttribute("tabindex", "-1");
     h1.focus();

@@ -13,6 +13,7 @@
 (() => {
   "use strict";
   const d = document, S = window.crypto && crypto.subtle, A = "AES-GCM";
+  const { t, tn, ready } = window.kapjournalI18n;
   if (!S || !window.indexedDB) return; // e.g. plain http
   const ENTRY = /^\/entries\/[0-9a-f-]{36}$/;
   const forms = () => [...d.querySelectorAll("form[data-draft]")];
@@ -68,7 +69,7 @@
     const id = f.dataset.draft, rec = await seal(v);
     await db("drafts", (s) => s.put({ id, ...rec, pending: pending || 0, owner: me() }, id), 1);
     f.last = JSON.stringify(v);
-    if (!pending && !quiet) say(f, "Saved on this phone.");
+    if (!pending && !quiet) say(f, t("Saved on this phone."));
   };
   // Sent: the words as they are now, marked as waiting for the server's answer.
   const save = (f, pending) => { const v = read(f); return later(() => store(f, v, pending)); };
@@ -87,15 +88,15 @@
   const restore = async (f) => {
     const rec = await db("drafts", (s) => s.get(f.dataset.draft));
     if (!rec || (rec.owner && me() && rec.owner != me())) return; // someone else's
-    const v = await unseal(rec), t = JSON.stringify(v), now = read(f);
+    const v = await unseal(rec), was = JSON.stringify(v), now = read(f);
     // New form: only if empty. Edit form: only if different.
-    if (blank(v) || (f.elements.client_id ? !blank(now) : JSON.stringify(now) == t)) return;
+    if (blank(v) || (f.elements.client_id ? !blank(now) : JSON.stringify(now) == was)) return;
     for (const e of fields(f)) {
       if (e.type == "radio") e.checked = v[e.name] == e.value;
       else if (e.k in v) e.value = v[e.k];
     }
-    f.last = t;
-    say(f, "Draft restored from this phone.");
+    f.last = was;
+    say(f, t("Draft restored from this phone."));
     return true;
   };
 
@@ -128,12 +129,12 @@
   };
   const drop = (id) => later(() => db("queue", (s) => s.delete(id), 1));
   const MSG = {
-    offline: ["It will be sent when you're back online.", "They will be sent when you're back online."],
-    login: ["Log in and it will be sent.", "Log in and they will be sent."],
-    later: ["It could not be sent yet; it will be tried again.", "They could not be sent yet; they will be tried again."],
+    offline: (n) => tn("It will be sent when you're back online.", "They will be sent when you're back online.", n),
+    login: (n) => tn("Log in and it will be sent.", "Log in and they will be sent.", n),
+    later: (n) => tn("It could not be sent yet; it will be tried again.", "They could not be sent yet; they will be tried again.", n),
   };
-  const saved = (n, why) => (n == 1 ? "Saved on this phone. " + MSG[why][0]
-    : `${n} entries saved on this phone. ` + MSG[why][1]);
+  const saved = (n, why) => (n == 1 ? t("Saved on this phone.")
+    : tn("%(n)d entry saved on this phone.", "%(n)d entries saved on this phone.", n)) + " " + MSG[why](n);
   // One line at the top of the page: what waits on this phone, what was just sent.
   const banner = (text, href, label) => {
     let b = d.getElementById("queue-note");
@@ -153,12 +154,14 @@
   };
   const note = (r) => {
     const other = r.other || 0, n = (api.size = r.left) - other, sent = Object.values(r.sent);
-    let text = sent.length == 1 ? "Sent. It is in your journal." : sent.length ? `Sent ${sent.length} entries. They are in your journal.` : "";
+    let text = sent.length ? tn("Sent. It is in your journal.", "Sent %(n)d entries. They are in your journal.", sent.length) : "";
     if (n) text += (text && " ") + saved(n, r.why || "later");
-    if (other) text += (text && " ") + (other == 1 ? "One entry on this phone was" : `${other} entries on this phone were`) +
-      " written in another account. It will be sent when that person logs in.";
-    if (r.fix) return banner(text + " One entry needs a look before it can be sent.", r.fix, "Open it");
-    banner(text, sent.length == 1 && sent[0], "Open it");
+    if (other) {
+      text += (text && " ") + tn("One entry on this phone was written in another account. It will be sent when that person logs in.",
+        "%(n)d entries on this phone were written in another account. It will be sent when that person logs in.", other);
+    }
+    if (r.fix) return banner(text + " " + t("One entry needs a look before it can be sent."), r.fix, t("Open it"));
+    banner(text, sent.length == 1 && sent[0], t("Open it"));
   };
   const token = async () => { // a fresh CSRF token, and the proof that we are logged in
     const res = await fetch("/entries/new", { credentials: "same-origin" });
@@ -238,13 +241,13 @@
   // Saved while offline (or from the offline page): into the queue, and a clean form.
   const park = (f) => {
     const more = memoOf(f) || f.querySelector("input[name=feeling]:checked"); // a capture
-    if (blank(read(f)) && !more) return say(f, "Write something first.");
+    if (blank(read(f)) && !more) return say(f, t("Write something first."));
     const id = f.elements.client_id.value || freshId(f);
     enqueue(f);
     later(() => db("drafts", (s) => s.delete(f.dataset.draft), 1));
     f.dirty = 0;
     f.reset(), freshId(f);
-    say(f, navigator.onLine ? "Saved on this phone." : saved(1, "offline"));
+    say(f, navigator.onLine ? t("Saved on this phone.") : saved(1, "offline"));
     later(() => 0).then(sync).then((r) => r.sent[id] && location.assign(r.sent[id]));
   };
 
@@ -255,32 +258,38 @@
     dlg.className = "card stack logout-dialog";
     dlg.setAttribute("aria-labelledby", "logout-q");
     dlg.innerHTML = `<h2 id="logout-q"></h2>
-<p>They are kept encrypted on this phone until the server has them.</p>
+<p></p>
 <p class="logout-msg" role="status"></p>
 <div class="actions">
-<button type="button" class="button" value="send">Send them first</button>
-<button type="button" class="button button-secondary" value="keep">Log out and keep them</button>
-<button type="button" class="button button-danger" value="discard">Discard them</button>
-<button type="button" class="button button-secondary" value="cancel">Cancel</button>
+<button type="button" class="button" value="send"></button>
+<button type="button" class="button button-secondary" value="keep"></button>
+<button type="button" class="button button-danger" value="discard"></button>
+<button type="button" class="button button-secondary" value="cancel"></button>
 </div>`;
-    const words = [n && (n == 1 ? "1 unsent entry" : n + " unsent entries"),
-      m && (m == 1 ? "1 unfinished draft" : m + " unfinished drafts")].filter(Boolean);
     const h = dlg.querySelector("h2"), b = (v) => dlg.querySelector(`[value="${v}"]`);
-    h.textContent = `You have ${words.join(" and ")} on this phone`;
+    h.nextElementSibling.textContent = t("They are kept encrypted on this phone until the server has them.");
+    b("send").textContent = t("Send them first");
+    b("keep").textContent = t("Log out and keep them");
+    b("discard").textContent = t("Discard them");
+    b("cancel").textContent = t("Cancel");
+    const entries = n && tn("1 unsent entry", "%(n)d unsent entries", n);
+    const drafts = m && tn("1 unfinished draft", "%(n)d unfinished drafts", m);
+    const what = entries && drafts ? t("%(entries)s and %(drafts)s", { entries, drafts }) : entries || drafts;
+    h.textContent = t("You have %(what)s on this phone", { what });
     if (!n) b("send").hidden = true;
     let box; // with entries or drafts too: the plan copy is its own choice
     if (p && (n || m)) {
       const label = d.createElement("label");
       box = Object.assign(d.createElement("input"), { type: "checkbox", checked: true });
       label.className = "checkbox";
-      label.append(box, " Also keep the copy of my safety plan on this phone");
+      label.append(box, " " + t("Also keep the copy of my safety plan on this phone"));
       dlg.querySelector(".logout-msg").before(label);
     } else if (p) {
-      h.textContent = "Keep the copy of your safety plan on this phone?";
-      h.nextElementSibling.textContent = "It stays encrypted, and opens from “Need help now?” " +
-        "even without a signal or a login — for anyone who has this phone.";
-      b("keep").textContent = "Log out and keep it";
-      b("discard").textContent = "Remove it and log out";
+      h.textContent = t("Keep the copy of your safety plan on this phone?");
+      h.nextElementSibling.textContent = t("It stays encrypted, and opens from “Need help now?” " +
+        "even without a signal or a login — for anyone who has this phone.");
+      b("keep").textContent = t("Log out and keep it");
+      b("discard").textContent = t("Remove it and log out");
     }
     const msg = dlg.querySelector(".logout-msg");
     dlg.addEventListener("close", () => dlg.remove());
@@ -288,10 +297,10 @@
       const v = e.target.closest("button")?.value;
       if (!v) return;
       if (v == "send") {
-        msg.textContent = "Sending…";
+        msg.textContent = t("Sending…");
         if ((await sync()).left) {
-          return (msg.textContent = "They could not be sent now. You can log out and keep " +
-            "them on this phone, or try again later.");
+          return (msg.textContent = t("They could not be sent now. You can log out and keep " +
+            "them on this phone, or try again later."));
         }
       }
       if (v == "cancel") return dlg.close();
@@ -335,8 +344,9 @@
         !back && !f.saving && isNew(f) && !blank(read(f)) && keep(f, 1));
     }
   };
-  const schedule = () => { clearTimeout(tick), tick = setTimeout(run); };
-  const on = (t, fn, capture) => d.addEventListener(t, fn, capture);
+  // The first run waits for the page's language (it may say "Draft restored").
+  const schedule = () => ready.then(() => { clearTimeout(tick), tick = setTimeout(run); });
+  const on = (type, fn, capture) => d.addEventListener(type, fn, capture);
   on("input", (e) => {
     const f = e.target.form;
     if (f && f.dataset.draft) keep(f);

@@ -7,6 +7,7 @@
   const button = document.querySelector("[data-install]");
   const status = document.querySelector("[data-install-status]");
   if (!button || !status) return;
+  const { t, ready } = window.kapjournalI18n;
 
   let offer = null;
   const say = (text) => {
@@ -16,7 +17,7 @@
     window.matchMedia("(display-mode: standalone)").matches || navigator.standalone === true;
 
   if (fromHomeScreen()) {
-    say("You are already using the journal from your home screen.");
+    ready.then(() => say(t("You are already using the journal from your home screen.")));
     return;
   }
 
@@ -36,12 +37,12 @@
     button.hidden = true;
     button.disabled = false;
     say(choice.outcome === "accepted"
-      ? "Added. You will find the journal on your home screen."
-      : "Not added. You can do it later from your browser’s menu.");
+      ? t("Added. You will find the journal on your home screen.")
+      : t("Not added. You can do it later from your browser’s menu."));
   });
 
   window.addEventListener("appinstalled", () => {
     button.hidden = true;
-    say("Added. You will find the journal on your home screen.");
+    say(t("Added. You will find the journal on your home screen."));
   });
 })();

@@ -4,10 +4,10 @@
    - drafts.js (drafts, the queue of entries not sent yet, the logout question) is loaded
      where it has work: a page with a draft form, a logged-in page, or a phone that already
      keeps something; a real first visit does without it;
-   - the account page's reminders load push.js. */
+   - the account page's reminders load push.js; a copy or share button, copy.js. */
 (() => {
   "use strict";
-  const d = document;
+  const d = document, { t } = window.kapjournalI18n;
 
   d.addEventListener("htmx:sendError", (e) => {
     const x = e.detail || {}, cfg = x.requestConfig || {}, path = x.pathInfo || {};
@@ -23,7 +23,7 @@
         note.setAttribute("role", "alert");
         main.prepend(note);
       }
-      note.textContent = "You are offline, so nothing was changed. Try again when you are back online.";
+      note.textContent = t("You are offline, so nothing was changed. Try again when you are back online.");
     }
   });
 
@@ -46,6 +46,9 @@
     if (rec && !rec.recorderStarted) {
       rec.recorderStarted = true;
       import("/static/js/recorder.js").then((m) => m.init(rec)).catch(() => {});
+    }
+    if (root && root.querySelector && root.querySelector("[data-copy-target], [data-share-url]")) {
+      import("/static/js/copy.js").then((m) => m.init(root)).catch(() => {});
     }
     const push = root && root.querySelector && root.querySelector("[data-push]");
     if (push && !push.pushStarted) {

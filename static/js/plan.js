@@ -12,7 +12,7 @@
   const d = document, store = window.kapjournalStore;
   if (!store) return;
   const { db, seal, unseal, me, later, PLAN } = store;
-  const SAVED = "Saved on this phone — it opens from “Need help now?” even without a signal.";
+  const { t, ready } = window.kapjournalI18n;
 
   const load = async (owner) => {
     const rec = owner && (await db("meta", (s) => s.get(PLAN + owner)));
@@ -47,12 +47,14 @@
     };
     keep.addEventListener("click", async () => {
       const ok = await save(owner, now());
-      status.textContent = ok ? SAVED : "The copy could not be saved on this phone.";
+      status.textContent = ok
+        ? t("Saved on this phone — it opens from “Need help now?” even without a signal.")
+        : t("The copy could not be saved on this phone.");
       if (ok) kept(true, true);
     });
     drop.addEventListener("click", async () => {
       const ok = await forget(owner);
-      status.textContent = ok ? "The copy was removed from this phone." : "The copy could not be removed.";
+      status.textContent = ok ? t("The copy was removed from this phone.") : t("The copy could not be removed.");
       if (ok) kept(false, true);
     });
     let copy = null;
@@ -62,9 +64,9 @@
     if (!copy) return;
     const fresh = now();
     if (copy.entry == fresh.entry && JSON.stringify(copy.steps) == JSON.stringify(fresh.steps)) {
-      status.textContent = "A copy is saved on this phone.";
+      status.textContent = t("A copy is saved on this phone.");
     } else if (await save(owner, fresh)) {
-      status.textContent = "Your plan has changed, so the copy on this phone was updated.";
+      status.textContent = t("Your plan has changed, so the copy on this phone was updated.");
     }
   };
 
@@ -76,8 +78,8 @@
       copy = await load(me() || (await db("meta", (s) => s.get("owner"))));
     } catch (e) { /* not readable here any more: show nothing */ }
     if (!copy) return;
-    const date = new Date(copy.saved).toLocaleDateString(undefined, { dateStyle: "long" });
-    box.replaceChildren(el("h3", `Your safety plan (copy on this phone, saved ${date})`));
+    const date = new Date(copy.saved).toLocaleDateString(d.documentElement.lang || undefined, { dateStyle: "long" });
+    box.replaceChildren(el("h3", t("Your safety plan (copy on this phone, saved %(date)s)", { date })));
     for (const step of copy.steps.filter((s) => s.text)) {
       box.append(el("h4", step.label), el("p", step.text, "card-text"));
     }
@@ -92,6 +94,6 @@
       ("planCopy" in box.dataset ? offerCopy : showCopy)(box);
     }
   };
-  d.addEventListener("htmx:load", start);
-  start();
+  d.addEventListener("htmx:load", () => ready.then(start));
+  ready.then(start);
 })();

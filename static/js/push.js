@@ -1,7 +1,7 @@
 /* Reminders on this device (the account page's #reminders; loaded by offline.js only there).
    A Web Push subscription made with the clinic's VAPID public key; the server keeps it
    sealed and sends reminder text only, never journal content. */
-const d = document;
+const d = document, { t, ready } = window.kapjournalI18n;
 
 const token = () => (d.querySelector("input[name=csrf_token]") || {}).value || "";
 
@@ -27,15 +27,16 @@ export async function init(root) {
   const on = root.querySelector("[data-push-on]");
   const off = root.querySelector("[data-push-off]");
   const say = (text) => { state.textContent = text; };
+  await ready;
   if (!("PushManager" in window && "Notification" in window && navigator.serviceWorker)) {
-    say("This browser cannot show reminders. On an iPhone or iPad, add this app to your Home Screen first and open it from there.");
+    say(t("This browser cannot show reminders. On an iPhone or iPad, add this app to your Home Screen first and open it from there."));
     return;
   }
   const reg = await navigator.serviceWorker.ready;
   const show = (isOn) => {
     on.hidden = isOn;
     off.hidden = !isOn;
-    say(isOn ? "Reminders are on for this phone." : "Reminders are off for this phone.");
+    say(isOn ? t("Reminders are on for this phone.") : t("Reminders are off for this phone."));
   };
   const refresh = () => window.htmx && htmx.ajax("GET", location.pathname, {
     target: "#reminders", select: "#reminders", swap: "outerHTML",
@@ -52,19 +53,19 @@ export async function init(root) {
     on.disabled = true;
     try {
       if ((await Notification.requestPermission()) !== "granted") {
-        throw new Refused("Notifications are blocked for this site. You can allow them in your browser's settings.");
+        throw new Refused(t("Notifications are blocked for this site. You can allow them in your browser's settings."));
       }
       const key = bytes((await (await fetch(root.dataset.push)).json()).publicKey);
       sub = await reg.pushManager.getSubscription();
       if (sub && !sameKey(sub, key)) { await sub.unsubscribe(); sub = null; }
       sub = sub || await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
       const res = await post("/push/subscriptions", sub.toJSON());
-      if (!res.ok) throw new Refused("The server did not take it. Please try again.");
+      if (!res.ok) throw new Refused(t("The server did not take it. Please try again."));
       show(true);
       refresh();
     } catch (err) {
-      say("Could not turn reminders on. " + (err instanceof Refused
-        ? err.message : "This browser's push service did not answer; please try again later."));
+      say(t("Could not turn reminders on.") + " " + (err instanceof Refused
+        ? err.message : t("This browser's push service did not answer; please try again later.")));
     } finally {
       on.disabled = false;
     }

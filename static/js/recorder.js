@@ -3,7 +3,7 @@
    the form's own file field, so the form sends it as it would a chosen file (and drafts.js
    keeps it, encrypted, in the queue when offline). Nothing is played back from a blob: URL
    (the CSP allows media from this site only); the person hears it on the entry's page. */
-const d = document;
+const d = document, { t } = window.kapjournalI18n;
 const LIMIT_MS = 5 * 60 * 1000;
 const TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/mp4"];
 
@@ -13,7 +13,7 @@ const minutes = (ms) => {
 };
 
 const chosenType = () =>
-  TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t)) || "";
+  TYPES.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || "";
 
 export function init(root) {
   const form = root.closest("form");
@@ -46,30 +46,30 @@ export function init(root) {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch (e) {
-      return say("The microphone is not available. You can choose a recording below instead.");
+      return say(t("The microphone is not available. You can choose a recording below instead."));
     }
     const chunks = [], type = chosenType();
     recorder = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
     recorder.addEventListener("dataavailable", (e) => e.data.size && chunks.push(e.data));
     recorder.addEventListener("stop", () => {
-      stream.getTracks().forEach((t) => t.stop());
+      stream.getTracks().forEach((track) => track.stop());
       const took = Date.now() - started;
       keep(new Blob(chunks, { type: recorder.mimeType || type || "audio/webm" }));
       button.classList.remove("is-recording");
       button.setAttribute("aria-pressed", "false");
-      label.textContent = "Record";
+      label.textContent = t("Record");
       button.hidden = true;
       again.hidden = false;
-      say(`Recorded ${minutes(took)}. It is kept when you tap “Keep it”.`);
+      say(t("Recorded %(time)s. It is kept when you tap “Keep it”.", { time: minutes(took) }));
       root.dataset.recorded = "1";
     });
     recorder.start(1000);
     started = Date.now();
     button.classList.add("is-recording");
     button.setAttribute("aria-pressed", "true");
-    label.textContent = "Stop";
-    say("Recording… 0:00");
-    timer = setInterval(() => say(`Recording… ${minutes(Date.now() - started)}`), 1000);
+    label.textContent = t("Stop");
+    say(t("Recording… %(time)s", { time: "0:00" }));
+    timer = setInterval(() => say(t("Recording… %(time)s", { time: minutes(Date.now() - started) })), 1000);
     stopAt = setTimeout(stop, LIMIT_MS); // five minutes at most
   };
 
