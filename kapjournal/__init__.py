@@ -22,7 +22,14 @@ CSP = (
 )
 # Responses that are the same for everyone and hold nothing personal may be revalidated;
 # everything else is never stored by the browser or a proxy.
-_PUBLIC_CACHEABLE = {"static", "pwa.help", "pwa.offline", "pwa.manifest", "pwa.service_worker"}
+_PUBLIC_CACHEABLE = {
+    "static",
+    "pwa.help",
+    "pwa.offline",
+    "pwa.manifest",
+    "pwa.service_worker",
+    "pwa.catalogue",  # the scripts' messages, the same for everyone
+}
 
 
 def create_app(config: dict | None = None) -> Flask:

@@ -192,6 +192,7 @@ def test_the_json_catalogue_has_only_the_scripts_words_and_revalidates(client):
     assert messages["Your journal"] == "Su diario"  # the service worker's notification title
     assert set(messages) == set(script_messages())
     assert "Crisis lines" not in messages  # a template's words stay on the server
+    assert response.headers["Cache-Control"] == "no-cache"  # revalidated, not refused a cache
     etag = response.headers["ETag"]
     again = client.get("/i18n/es.json", headers={"If-None-Match": etag})
     assert again.status_code == 304
