@@ -140,8 +140,8 @@ def _security_headers(response):
         f"camera=(), microphone={microphone}, geolocation=(), interest-cohort=()"
     )
     headers.add("Vary", "HX-Request")  # not-ui (a header name)
-    if request.endpoint not in _PUBLIC_CACHEABLE:
-        headers["Cache-Control"] = "no-store"
+    if request.endpoint not in _PUBLIC_CACHEABLE or response.status_code >= 400:
+        headers["Cache-Control"] = "no-store"  # an error page has the personal navigation
     if current_app.config["PRODUCTION"]:
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     return response

@@ -18,7 +18,7 @@ from flask import Blueprint
 from sqlmodel import Session, select
 from werkzeug.exceptions import HTTPException
 
-from kapjournal import db, policy
+from kapjournal import db, i18n, policy
 from kapjournal.models import Invitation
 from kapjournal.services import accounts
 
@@ -581,9 +581,23 @@ def test_service_worker_is_served_from_the_root_scope(client):
 
 def test_everything_the_service_worker_precaches_exists(client):
     source = client.get("/sw.js").get_data(as_text=True)
-    arrays = re.findall(r"const (?:PAGES|PRECACHE) = \[(.*?)\]", source, re.S)
-    listed = [path for array in arrays for path in re.findall(r'"(/[^"\s]*)"', array)]
-    assert "/offline" in listed and "/help" in listed and "/static/css/app.css" in listed
+
+    def array(name: str) -> list[str]:
+        found = re.search(rf"const {name} = \[(.*?)\]", source, re.S).group(1)
+        return re.findall(r'"([^"\s]*)"', found)
+
+    # What sw.js computes: each shell page in each language (English plain, the others with
+    # ?lang=), the scripts' catalogue of each other language, and the static files.
+    langs, shell = array("LANGS"), ["/offline", "/help", *array("WRITE")]
+    assert langs[0] == "en" and set(langs) == set(i18n.LANGUAGES)
+    assert re.search(r'const SHELL = \["/offline", "/help"\]\.concat\(WRITE\)', source)
+    pages = [
+        page if lang == "en" else f"{page}{'&' if '?' in page else '?'}lang={lang}"
+        for lang in langs
+        for page in shell
+    ]
+    listed = array("PRECACHE") + [f"/i18n/{lang}.json" for lang in langs[1:]] + pages
+    assert "/offline?lang=es" in listed and "/help" in listed and "/static/css/app.css" in listed
     for path in listed:
         response = client.get(path)
         assert response.status_code == 200, path
