@@ -4,9 +4,12 @@ crypto, the real app; personas made through the real services."""
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import os
 import re
 import secrets
+import socket
 import tempfile
 import threading
 import uuid
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiosmtpd.controller import Controller
 from sqlalchemy import event, text
 from sqlmodel import Session, SQLModel
 from werkzeug.serving import make_server
@@ -447,3 +451,47 @@ def counted_statements(engine):
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+# --- email: a real SMTP server on this machine ------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.arrived = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        self.arrived.set()
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def mailbox():
+    """(the Mailbox, its port): an SMTP server that keeps what it is sent."""
+    handler = Mailbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mail_app(make_app, mailbox):
+    """The app with email configured, `mailbox`'s server behind it (as `app.mailbox`)."""
+    handler, port = mailbox
+    app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False)
+    app.mailbox = handler
+    return app

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from conftest import Persona, client_for, make_user, post
 from sqlmodel import select
-from test_invitations import invite, mailbox  # noqa: F401  (the SMTP fixture)
+from test_invitations import invite
 from test_workspace import (
     annotate,
     annotated,

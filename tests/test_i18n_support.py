@@ -109,25 +109,17 @@ def test_the_supporter_reads_their_pages_in_their_language(app, patient, support
     assert "What Sue Porter can read" in english and "Stop all sharing" in english
 
 
-def test_the_invitation_email_is_in_the_senders_language(make_app):
-    from test_invitations import Controller, Mailbox, free_port
-
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, SMTP_STARTTLS=False)
-        therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
-        patient = make_user(
-            app, role="patient", email="p@example.org", name="Pat", invited_by=therapist
-        )
-        speaks(app, patient, "es")
-        client = client_for(app, patient)
-        shown, token = invite(client, "Kim", email="kim@example.net")
-        assert "El enlace se envió por correo electrónico." in shown
-        assert handler.arrived.wait(5)
-    finally:
-        controller.stop()
+def test_the_invitation_email_is_in_the_senders_language(mail_app):
+    app, handler = mail_app, mail_app.mailbox
+    therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
+    patient = make_user(
+        app, role="patient", email="p@example.org", name="Pat", invited_by=therapist
+    )
+    speaks(app, patient, "es")
+    client = client_for(app, patient)
+    shown, token = invite(client, "Kim", email="kim@example.net")
+    assert "El enlace se envió por correo electrónico." in shown
+    assert handler.arrived.wait(5)
     [(_, message)] = handler.messages
     body = message.get_content().replace("\r\n", "\n")
     assert message["subject"] == "Pat le invita a ser parte de su red de apoyo"

@@ -4,19 +4,14 @@ see it, and the email that carries it (views/care.py, views/auth.py `register`, 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
-import socket
-import threading
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import unquote, urlparse
 
 import pytest
-from aiosmtpd.controller import Controller
-from conftest import PASSWORD, login, make_user, post
+from conftest import PASSWORD, free_port, login, make_user, post
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
@@ -97,37 +92,6 @@ def holds(value, needle: str) -> bool:
         raw = bytes(value)
         return needle.encode() in raw or needle.casefold().encode() in raw
     return needle.casefold() in str(value).casefold()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self):
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-        self.arrived = threading.Event()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        self.arrived.set()
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def mailbox():
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

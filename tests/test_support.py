@@ -203,24 +203,16 @@ def test_another_patients_entry_cannot_be_chosen_for_an_invitation(
         )
 
 
-def test_the_link_is_emailed_when_smtp_is_configured(make_app):
-    from test_invitations import Controller, Mailbox, free_port
-
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, SMTP_STARTTLS=False)
-        therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
-        patient = make_user(
-            app, role="patient", email="p@example.org", name="Pat", invited_by=therapist
-        )
-        client = client_for(app, patient)
-        page, token = invite(client, "Kim", email="kim@example.net")
-        assert "The link was emailed." in page
-        assert handler.arrived.wait(5)
-    finally:
-        controller.stop()
+def test_the_link_is_emailed_when_smtp_is_configured(mail_app):
+    app, handler = mail_app, mail_app.mailbox
+    therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
+    patient = make_user(
+        app, role="patient", email="p@example.org", name="Pat", invited_by=therapist
+    )
+    client = client_for(app, patient)
+    page, token = invite(client, "Kim", email="kim@example.net")
+    assert "The link was emailed." in page
+    assert handler.arrived.wait(5)
     [(recipients, message)] = handler.messages
     assert recipients == ["kim@example.net"]
     assert f"/invite/support/{token}" in message.get_content()

@@ -30,7 +30,6 @@ from conftest import (
     serving,
 )
 from sqlmodel import Session, func, select
-from test_invitations import Controller, Mailbox, free_port
 
 from kapjournal import config, create_app, crypto, db
 from kapjournal.models import (
@@ -65,24 +64,6 @@ NEUTRAL = "We could not create an account with this address."
 def database(app):
     with app.app_context(), Session(db.engine(), expire_on_commit=False) as session:
         yield session
-
-
-@pytest.fixture
-def mailbox():
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def mail_app(make_app, mailbox):
-    """The app with email configured (a real SMTP server on this machine)."""
-    _, port = mailbox
-    return make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False)
 
 
 def messages_to(handler, address: str, count: int = 1, wait: float = 5.0) -> list:

@@ -11,10 +11,8 @@ import threading
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-import pytest
 from conftest import PASSWORD, WebClient, fresh_totp_code, in_parallel, make_user, serving
 from sqlmodel import Session, func, select
-from test_invitations import Controller, Mailbox, free_port
 
 from kapjournal import crypto, db
 from kapjournal.models import CareTeam, ClinicSetup, DeviceSession, SupportLink, User
@@ -139,20 +137,6 @@ def test_one_supporter_link_registers_one_supporter_under_parallel_requests(app,
     assert statuses(results) == [200, 410, 410]
     assert count(app, User) == users + 1
     assert count(app, SupportLink) == 1
-
-
-@pytest.fixture
-def mail_app(make_app):
-    """The app with email configured, a real SMTP server on this machine behind it."""
-    handler = Mailbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port, SMTP_STARTTLS=False)
-        app.mailbox = handler
-        yield app
-    finally:
-        controller.stop()
 
 
 def test_with_email_one_link_makes_one_account_under_parallel_requests(mail_app):
