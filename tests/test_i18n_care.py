@@ -178,9 +178,8 @@ def test_session_labels_are_lazy_and_the_database_keeps_the_english_keys(app, th
         assert str(course.KIND_LABELS["integration"]) == "Integration session"
 
 
-def test_the_invitation_pages_and_email_are_in_the_senders_language(make_app, mailbox):  # noqa: F811
-    handler, port = mailbox
-    app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False)
+def test_the_invitation_pages_and_email_are_in_the_senders_language(mail_app):
+    app, handler = mail_app, mail_app.mailbox
     spanish = make_user(app, role="therapist", email="es@example.org", name="Dra. Ana Ruiz")
     english = make_user(app, role="therapist", email="en@example.org", name="Dr. Mail Sender")
     speaks(app, spanish)
