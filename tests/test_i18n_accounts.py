@@ -17,8 +17,6 @@ from test_trust_accounts import (
     NEW,
     body_of,
     comparable,
-    mail_app,  # noqa: F401  (a fixture)
-    mailbox,  # noqa: F401  (a fixture)
     messages_to,
     patient_link,
     register,
@@ -204,8 +202,8 @@ def test_a_spanish_404_does_not_tell_missing_from_not_shared(app, patient, stran
 
 
 def test_a_new_account_keeps_the_language_it_registered_in_and_gets_its_email_in_it(
-    mail_app,  # noqa: F811
-    mailbox,  # noqa: F811
+    mail_app,
+    mailbox,
 ):
     app, (handler, _) = mail_app, mailbox
     therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
@@ -232,8 +230,8 @@ def test_a_new_account_keeps_the_language_it_registered_in_and_gets_its_email_in
 
 
 def test_an_existing_account_is_told_in_its_own_language_not_the_visitors(
-    mail_app,  # noqa: F811
-    mailbox,  # noqa: F811
+    mail_app,
+    mailbox,
 ):
     app, (handler, _) = mail_app, mailbox
     therapist = make_user(app, role="therapist", email="t@example.org", name="Dr. T")
@@ -258,8 +256,8 @@ def message_subject(message) -> str:
 
 
 def test_in_spanish_a_known_and_a_new_address_still_get_the_same_page(
-    mail_app,  # noqa: F811
-    mailbox,  # noqa: F811
+    mail_app,
+    mailbox,
 ):
     """The calm answer that tells no one whether an address has an account holds in Spanish."""
     app, _ = mail_app, mailbox
