@@ -12,7 +12,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
-from conftest import csrf_token, login, post
+from conftest import client_for, csrf_token, login, post, write_entry
 from flask import render_template_string
 from flask_babel import gettext
 from sqlmodel import Session
@@ -248,3 +248,59 @@ def test_outside_a_request_strings_are_english_unless_a_language_is_forced(app):
         assert gettext("Journal") == "Journal"
         with i18n.force_locale("es"):
             assert gettext("Journal") == "Diario"
+
+
+# --- every page a Spanish speaker opens ---------------------------------------------------------
+
+# Words of English prose that Spanish never uses: one of them in a page's visible text (or in
+# what a screen reader says of it) is a sentence left in English.
+ENGLISH_WORDS = re.compile(
+    r"\b(?:the|your|you|and|with|this|that|have|what|when|who|will|not|here|there|from|"
+    r"please|yet|been|could|would|should|shared|entry|entries|write|save|delete)\b",
+    re.I,
+)
+
+
+def heard(page: str) -> str:
+    """What a reader sees or hears of a page, without what is English on purpose: elements
+    marked lang="en" (the validated PHQ-9 and GAD-7 wording), scripts and styles."""
+    page = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", page)
+    page = re.sub(r'(?s)<(?!html\b)(\w+)[^>]*\blang="en"[^>]*>.*?</\1>', " ", page)
+    spoken = " ".join(re.findall(r'\b(?:aria-label|alt|title|placeholder)="([^"]*)"', page))
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split()) + " " + spoken
+
+
+def test_every_page_a_spanish_speaker_opens_is_in_spanish(app, patient, therapist, supporter):
+    from test_security import get_pages
+
+    shared = write_entry(app, patient, "Hoy respiré despacio.", readers=[therapist, supporter])
+    pages = {
+        "patient": [
+            f"/entries/{shared}",
+            f"/entries/{shared}/edit",
+            f"/entries/{shared}/log",
+            f"/supporters/{supporter.id}",
+        ],
+        "therapist": [
+            f"/patients/{patient.id}",
+            f"/patients/{patient.id}/progress",
+            f"/entries/{shared}",
+            f"/entries/{shared}/notes",
+        ],
+        "support": [f"/supporting/{patient.id}", f"/entries/{shared}"],
+    }
+    english = []
+    people = {p.role: p for p in (patient, therapist, supporter)}
+    for role, own in pages.items():
+        client = client_for(app, people[role])
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = SPANISH["Accept-Language"]
+        seen = {path: client.get(path) for path in own}
+        seen |= get_pages(app, client)
+        for path, response in seen.items():
+            if response.mimetype != "text/html" or response.status_code >= 300:
+                continue
+            text = heard(response.get_data(as_text=True))
+            found = sorted({word.lower() for word in ENGLISH_WORDS.findall(text)})
+            if found:
+                english.append((role, path, found))
+    assert english == []
