@@ -10,7 +10,7 @@
    Bump CACHE when any precached file changes. */
 "use strict";
 
-const CACHE = "kapjournal-shell-v9"; // v9: app.css logical sides (RTL), the offline pages per language
+const CACHE = "kapjournal-shell-v10"; // v10: table cells wrap long words; v9: logical sides (RTL), offline pages per language
 // The languages the app speaks (kapjournal/i18n.py's LANGUAGES), English, the default, first.
 const LANGS = ["en", "es"];
 const WRITE = ["/write-offline?kind=reflection", "/write-offline?kind=check_in", "/capture-offline"];

@@ -29,7 +29,7 @@ except ImportError:  # the conftest skips these tests
 
 ENTRY_URL = re.compile(r"/entries/[0-9a-f-]{36}$")
 RESULT_URL = re.compile(r"/measures/results/[0-9a-f-]{36}$")
-WITH_THOUGHTS = [1, 2, 1, 1, 0, 1, 0, 0, 1]  # question 9: "Several days"
+WITH_THOUGHTS = [2, 2, 2, 2, 2, 2, 2, 1, 1]  # 16, "Moderadamente grave"; question 9: "Several days"
 ANSWER = dict(instruments.ANSWERS)  # the validated English wording, shown as published
 assert SPANISH_PHONE["viewport"] == PHONE["viewport"]
 
@@ -125,6 +125,9 @@ def test_the_phq9_with_thoughts_of_self_harm_in_spanish_brings_the_safety_plan_f
         expect(safety.locator(f'a[href="{href}"]').first).to_be_visible()
     expect(page.get_by_role("region", name=es("Score"))).to_be_visible()
     in_spanish(page, "the PHQ-9 result with its safety section", axe)
+    page.goto("/measures")  # the chart and its table, with the longest Spanish severity
+    expect(page.locator("main table").first).to_contain_text(es("Moderately severe"))
+    in_spanish(page, "Progress with a result", axe)
 
 
 def test_a_supporter_reads_what_was_shared_in_spanish(live_app, new_context):
