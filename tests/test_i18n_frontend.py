@@ -206,7 +206,7 @@ def test_the_service_worker_keeps_each_language_and_its_catalogue():
     sw = (ROOT / "static/sw.js").read_text()
     langs = json.loads(re.search(r"const LANGS = (\[[^\]]*\]);", sw).group(1))
     assert langs == list(i18n.LANGUAGES) and langs[0] == i18n.DEFAULT
-    assert 'const CACHE = "kapjournal-shell-v9"' in sw  # bumped: new CSS, pages per language
+    assert 'const CACHE = "kapjournal-shell-v10"' in sw  # bumped: new CSS, pages per language
     app_js = (ROOT / "static/js/app.js").read_text()
     assert 'fetch("/i18n/" + lang + ".json"' in app_js
     assert re.search(r'"/i18n/" \+ lang \+ "\.json"', sw)
