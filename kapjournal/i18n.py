@@ -68,20 +68,21 @@ def html_lang() -> str:
 # catalogue are found once per request (and per `force_locale` block), then each string is a
 # dictionary lookup.
 
-_CACHE: ContextVar[tuple] = ContextVar("kapjournal_i18n", default=(None, None, "", None))
 _FORCED: ContextVar[str | None] = ContextVar("kapjournal_i18n_forced", default=None)
+_KEPT = "_kapjournal_i18n"  # where a request context keeps (forced, code, catalogue)
 
 
 def _current() -> tuple[str, object]:
-    """(language code, catalogue) of this request, or of the enclosing `force_locale`."""
+    """(language code, catalogue) of this request, or of the enclosing `force_locale`. Kept
+    on the request context itself, so it ends with the request (nothing of it outlives it)."""
     owner = _cv_request.get(None)
     forced = _FORCED.get()
-    cached_owner, cached_forced, code, found = _CACHE.get()
-    if owner is not None and cached_owner is owner and cached_forced == forced:
-        return code, found
+    kept = getattr(owner, _KEPT, None)
+    if kept is not None and kept[0] == forced:
+        return kept[1], kept[2]
     code, found = str(get_locale() or DEFAULT), flask_babel.get_translations()
     if owner is not None:
-        _CACHE.set((owner, forced, code, found))
+        setattr(owner, _KEPT, (forced, code, found))
     return code, found
 
 

@@ -5,8 +5,10 @@ options as 988 publishes them; and the Spanish catalogue has every marked string
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import re
+import weakref
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
@@ -304,3 +306,15 @@ def test_every_page_a_spanish_speaker_opens_is_in_spanish(app, patient, therapis
             if found:
                 english.append((role, path, found))
     assert english == []
+
+
+def test_the_cached_catalogue_keeps_nothing_of_a_request_after_it_ends(app):
+    """A request's body (journal words in a form) must not outlive the request in memory
+    because the translation cache still points at it."""
+    with app.test_request_context("/", method="POST", data={"text": "Words of a journal."}):
+        from flask import request
+
+        assert render_template_string("{{ _('Journal') }}") == "Journal"
+        gone = weakref.ref(request._get_current_object())
+    gc.collect()
+    assert gone() is None

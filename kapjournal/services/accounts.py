@@ -12,7 +12,8 @@ from functools import cache
 from importlib import resources
 
 from flask import current_app, has_request_context
-from flask_babel import get_locale, gettext
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
@@ -40,15 +41,6 @@ class EmailTaken(ValidationError):
 # Invitation.kind of the row whose pending use means "this new account has not confirmed its
 # email address yet" (its inviter_id is the new account; only the token's hash is kept).
 CONFIRM_KIND = "confirm"
-
-
-def _(message: str, **values) -> str:
-    """`message` in the language of the request (Flask-Babel's gettext, named placeholders);
-    outside a request (the operators' command line, set-up scripts) the English as written,
-    since the language is chosen per request."""
-    if has_request_context():
-        return gettext(message, **values)
-    return message % values if values else message
 
 
 def keyring() -> crypto.Keyring:

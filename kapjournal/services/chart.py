@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from babel.dates import format_date, get_month_names
-from flask_babel import get_locale, ngettext
+from babel.dates import get_month_names
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
+
+from .. import i18n
 
 WIDTH, HEIGHT = 400, 250  # the viewBox; the SVG scales to its container's width
 X0, X1, Y0, Y1 = 30, 394, 8, 226  # the plot area: left, right, top, bottom
@@ -90,7 +92,7 @@ def _utc(at: datetime) -> datetime:
 def day_text(day: date, *, year: bool = True) -> str:
     """A day as the chart and its table say it, in the page's language: "18 Nov 2026", "18 nov
     2026" (English outside a request)."""
-    return format_date(day, "d MMM y" if year else "d MMM", locale=str(get_locale() or "en"))
+    return i18n.format_day(day, year=year)
 
 
 def _el(tag: str, cls: str, *children: str, **attrs: object) -> Markup:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from babel.dates import format_datetime
 from flask import Blueprint, request
-from flask_babel import get_locale, gettext
+from flask_babel import gettext
 from flask_login import current_user
 
-from .. import db, policy
+from .. import db, i18n, policy
 from ..login import limit_password_checks, logged_out
+from ..models import aware
 from ..services import accounts, care, sessions
 from ..services.accounts import ValidationError
 from . import form_text, render, see_other
@@ -19,10 +19,10 @@ from . import form_text, render, see_other
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
-def in_utc(value: datetime, pattern: str) -> str:
-    """A stored time as UTC (the devices list says "UTC"), in the page's language: a CLDR
-    pattern, e.g. "d MMM y, HH:mm" → "2 Dec 2026, 03:14" or "2 dic 2026, 03:14"."""
-    return format_datetime(value, pattern, tzinfo=UTC, locale=str(get_locale() or "en"))
+def in_utc(value: datetime, fmt: str) -> str:
+    """A stored time as UTC (the devices list says "UTC"), in the page's language, `fmt` in
+    strftime style: "2 Dec 2026, 03:14" or "2 dic 2026, 03:14"."""
+    return i18n.format_moment(aware(value).astimezone(UTC), fmt)
 
 
 def device_name(label: str | None) -> str:

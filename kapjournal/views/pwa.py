@@ -13,7 +13,6 @@ from flask import (
     send_from_directory,
     url_for,
 )
-from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import text
@@ -41,8 +40,7 @@ def help():
     """The crisis lines, in the page's language; no login. Its language follows `?lang=`, the
     account, the cookie or Accept-Language, so caches keep copies apart by them."""
     reviewed = crisis.all_lines()["reviewed"]
-    spoken = format_date(reviewed, "long") if i18n.html_lang() != "en" else None
-    response = render("pwa/help.html", reviewed=spoken or i18n.format_moment(reviewed, "%-d %B %Y"))
+    response = render("pwa/help.html", reviewed=i18n.format_moment(reviewed, "%-d %B %Y"))
     response.headers["Cache-Control"] = "no-cache"
     response.vary.update(("Accept-Language", "Cookie"))  # not-ui: header names
     return response
