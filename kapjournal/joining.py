@@ -6,9 +6,9 @@ imports another."""
 from __future__ import annotations
 
 from flask import current_app, request, url_for
-from flask_babel import gettext as _
 
 from . import db, i18n
+from .i18n import gettext as _
 from .login import log_in, recovery_page, registration_form
 from .models import Invitation, User
 from .services import accounts, care, mail, support

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from functools import cached_property
 
 from flask import Flask, Response, current_app, g, redirect, request, session, url_for
-from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin, current_user
 from flask_login.utils import make_next_param
 
 from . import db
 from .extensions import limiter, login_manager
+from .i18n import lazy_gettext as _l
 from .services import accounts, sessions
 from .views import form_text, on_this_site, render, safe_next  # noqa: F401  (re-exported)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import abort
-from flask_babel import gettext as _
 from sqlmodel import col, select
 
 from . import db, policy, web
+from .i18n import gettext as _
 from .models import MEASURE_KINDS, Entry, User, utcnow
 from .services import (
     accounts,

@@ -1,15 +1,23 @@
 """The app shell every page shares (templates/base.html): the tabs of the main navigation for
 who is logged in, which one the page belongs to, and the icon sprite. A bottom tab bar on a
-phone, a bar in the header on a tablet or a computer (static/css/app.css)."""
+phone, a bar in the header on a tablet or a computer (static/css/app.css).
+
+The shell is the same for everyone who shares a language, a role and a tab, so its markup is
+rendered once for each and kept (`{% shell 'name', key… %}…{% endshell %}`, see ShellCache):
+only the app's own words, links and icons, never a person's data.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from flask import Flask, current_app, request, url_for
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from jinja2 import nodes
+from jinja2.ext import Extension
 from markupsafe import Markup
+
+from .i18n import lazy_gettext as _l
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,44 @@ def icon(name: str, class_: str = "") -> Markup:
     return template.format(classes, _sprite_url(), name)  # each value escaped
 
 
+class ShellCache(Extension):
+    """`{% shell 'nav', html_lang(), current_tab %}…{% endshell %}`: the body rendered once
+    per key (the template and line are part of it) and kept on the Jinja environment, i.e. per
+    app. For the shell's markup only: what is inside may depend on nothing but its key, and a
+    key is made of the language, the role and the tab (tests/test_shell.py reads every use).
+    Never a person's data: the server keeps no page (DESIGN §4)."""
+
+    tags = {"shell"}
+    LIMIT = 512  # keys are few (languages × roles × tabs); past this, render without keeping
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.extend(shell_cache={})
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        values = []
+        while parser.stream.current.type != "block_end":
+            if values:
+                parser.stream.expect("comma")
+            values.append(parser.parse_expression())
+        key = [nodes.Const(parser.name), nodes.Const(lineno), *values]
+        body = parser.parse_statements(("name:endshell",), drop_needle=True)
+        call = self.call_method("_kept", [nodes.Tuple(key, "load")])
+        return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _kept(self, key: tuple, caller) -> str:
+        kept = self.environment.shell_cache
+        found = kept.get(key)
+        if found is None:
+            found = caller()
+            if len(kept) < self.LIMIT:
+                kept[key] = found
+        return found
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.add_extension(ShellCache)
     app.context_processor(_context)
     app.add_template_global(icon, "icon")
     app.add_template_global(icon, "svg_icon")  # for the macro of the same name (_macros.html)

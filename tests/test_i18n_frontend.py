@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,30 @@ def test_local_keeps_the_viewers_zone_and_the_default_format(app):
         assert local_time(MOMENT) == "mié 2 dic 2026, 00:30"
         assert local_time(datetime(2026, 12, 2, 5, 59, tzinfo=UTC)) == "mar 1 dic 2026, 23:59"
         assert local_time(None) == ""
+
+
+def test_the_compiled_formats_write_what_babel_writes_in_every_language(app):
+    """format_moment looks the locale's names up once per format (Babel parses the locale on
+    every call); for every strftime directive it knows, in every language, over a year of
+    days at every hour, it writes what Babel's own format_datetime writes."""
+    from babel.dates import format_datetime
+
+    formats = [f"%{code}" for code in i18n._STRFTIME] + [
+        "%a %-d %b %Y, %H:%M",
+        "%A %-d %B, %H:%M",
+        "%-d %B %Y",
+        "%d/%m/%y at %I:%M:%S %p",
+        "100%% o'clock %Y",
+    ]
+    moments = [datetime(2026, 1, 1, 0, 7, 9) + k * timedelta(hours=7) for k in range(1300)]
+    moments += [datetime(5, 3, 4, 12, 0), datetime(2009, 12, 31, 23, 59, 59)]
+    for language in i18n.LANGUAGES:
+        with app.test_request_context("/"), i18n.force_locale(language):
+            for fmt in formats:
+                pattern = i18n.cldr_pattern(fmt, language)
+                for moment in moments:
+                    expected = format_datetime(moment, pattern, locale=language)
+                    assert i18n.format_moment(moment, fmt) == expected, (language, fmt, moment)
 
 
 def test_cldr_patterns_quote_literal_words_and_refuse_unknown_directives():

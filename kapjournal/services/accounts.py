@@ -13,10 +13,10 @@ from importlib import resources
 
 from flask import current_app, has_request_context
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
+from ..i18n import gettext as _
 from ..models import ROLES, DeviceSession, Invitation, User, utcnow
 
 PASSWORD_MIN, PASSWORD_MAX = 12, 128
@@ -120,7 +120,12 @@ def email_of(user: User) -> str:
 
 
 def name_of(user: User) -> str:
-    return keyring().open(user.name_enc, _ad(user.id, "user/name")).decode()
+    return name_from(user.id, user.name_enc)
+
+
+def name_from(user_id, name_enc: bytes) -> str:
+    """A display name from its row's columns (for queries that load no User)."""
+    return keyring().open(name_enc, _ad(user_id, "user/name")).decode()
 
 
 def public_key(user: User) -> crypto.PublicKey:

@@ -24,11 +24,12 @@ import re
 from dataclasses import dataclass, field
 
 from flask_babel import format_number
-from flask_babel import gettext as _
+from sqlalchemy import bindparam
 from sqlalchemy import update as update_rows
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
+from ..i18n import gettext as _
 from ..models import Annotation, Entry, ItemKey, User, utcnow
 from . import audit, care, entry_forms, journal, sealed
 from .accounts import ValidationError
@@ -343,12 +344,14 @@ def readable(reader_id):
     )
 
 
-def open_all(*, session: Session, query, reader: User, private_key) -> list[Note]:
+def open_all(
+    *, session: Session, query, reader: User, private_key, params: dict | None = None
+) -> list[Note]:
     """Run a `readable(...)` query and open each note for `reader` (one key load), with its
     quote if `reader` can read the entry. A patient only ever gets shared notes, whatever
     the query. Opened by a therapist, a note from before quotes moved under the entry's key
     is saved again without its quote inside (the caller commits)."""
-    rows = session.exec(query).all()
+    rows = session.exec(query, params=params or {}).all()
     if reader.role == "patient":
         rows = [(n, w) for n, w in rows if n.visibility == "shared" and n.patient_id == reader.id]
     if not rows:
@@ -426,10 +429,19 @@ def _move_quote_out(session: Session, note: Note, entry: Entry, entry_key: bytes
     _seal_version(session, annotation, {"note": note.note}, note.reply)
 
 
+# Every view of an entry with notes beside it runs this: built once.
+_ON_ENTRY = readable(bindparam("reader")).where(Annotation.entry_id == bindparam("entry"))
+
+
 def for_entry(*, session: Session, entry: Entry, reader: User, private_key) -> list[Note]:
     """The notes on an entry that `reader` may read, oldest first."""
-    query = readable(reader.id).where(Annotation.entry_id == entry.id)
-    return open_all(session=session, query=query, reader=reader, private_key=private_key)
+    return open_all(
+        session=session,
+        query=_ON_ENTRY,
+        params={"reader": reader.id, "entry": entry.id},
+        reader=reader,
+        private_key=private_key,
+    )
 
 
 def place(notes: list[Note], paragraphs: list[Paragraph]) -> Placement:

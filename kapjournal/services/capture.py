@@ -17,11 +17,11 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete as delete_rows
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import CoolingOff, Entry, TreatmentSession, User, aware, utcnow
 from . import journal
 from .accounts import ValidationError

@@ -15,14 +15,14 @@ from datetime import UTC, timedelta
 
 from flask import current_app
 from flask_babel import format_number
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, delete, or_, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from .. import crypto
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import (
     Annotation,
     CareTeam,

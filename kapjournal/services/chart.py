@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from babel.dates import get_month_names
-from flask_babel import gettext as _
-from flask_babel import ngettext
 from markupsafe import Markup
 
 from .. import i18n
+from ..i18n import gettext as _
+from ..i18n import ngettext
 
 WIDTH, HEIGHT = 400, 250  # the viewBox; the SVG scales to its container's width
 X0, X1, Y0, Y1 = 30, 394, 8, 226  # the plot area: left, right, top, bottom

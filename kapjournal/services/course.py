@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import SESSION_KINDS, SESSION_STATUSES, TreatmentSession, User
 from .accounts import ValidationError
 

@@ -4,10 +4,12 @@ for "Need help now?", the support card and the safety response."""
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 
 from flask import current_app
-from flask_babel import get_locale
-from flask_babel import lazy_gettext as _l
+
+from .. import i18n
+from ..i18n import lazy_gettext as _l
 
 # The default crisis lines (United States). Clinics add their own with KAPJOURNAL_CRISIS_LINES.
 # Each label is translated in the catalogue; the Spanish wording of 988's lines is 988's own:
@@ -30,12 +32,17 @@ SPANISH_LINES_REVIEWED = date(2026, 12, 2)
 
 def clinic_lines() -> list[tuple[str, str, str]]:
     """`Label: number` pairs separated by `;` in KAPJOURNAL_CRISIS_LINES."""
+    return list(_parsed(current_app.config["CRISIS_LINES"]))
+
+
+@cache
+def _parsed(setting: str) -> tuple[tuple[str, str, str], ...]:
     lines = []
-    for item in current_app.config["CRISIS_LINES"].split(";"):
+    for item in setting.split(";"):
         label, _, number = item.rpartition(":")
         if label.strip() and number.strip():
             lines.append((label.strip(), number.strip(), "tel"))
-    return lines
+    return tuple(lines)
 
 
 def default_lines(language: str) -> list[tuple]:
@@ -52,7 +59,7 @@ def default_lines(language: str) -> list[tuple]:
 
 def all_lines() -> dict:
     """The clinic's lines and the defaults (in the page's language), for templates."""
-    language = str(get_locale() or "en")
+    language = i18n.html_lang()
     return {
         "clinic": clinic_lines(),
         "default": default_lines(language),

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask_babel import gettext as _
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
 from ..models import (
     Annotation,
     CareTeam,

@@ -25,11 +25,11 @@ from functools import cache
 from pathlib import Path
 
 from flask import current_app
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from ..models import (
     ENTRY_KINDS,
     MEASURE_KINDS,

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from flask_babel import gettext as _
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
 from ..models import (
     ENTRY_KINDS,
     MEASURE_KINDS,

@@ -20,9 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
-
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from .accounts import ValidationError
 from .chart import Band, day_text
 

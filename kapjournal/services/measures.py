@@ -25,11 +25,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
+from ..i18n import lazy_gettext as _l
 from ..models import (
     MEASURE_KINDS,
     Entry,

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from flask_babel import format_number
-from flask_babel import gettext as _
 from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from .. import crypto
+from ..i18n import gettext as _
 from ..models import Practice, PracticeCheck, User, utcnow
 from . import audit, care, sealed
 from .accounts import ValidationError

@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
-from flask_babel import lazy_gettext as _l
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 from requests.adapters import HTTPAdapter
 from sqlmodel import Session, select
 
 from .. import crypto
+from ..i18n import lazy_gettext as _l
 from ..models import PushSubscription, User
 from . import accounts
 

@@ -20,11 +20,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from .. import i18n
+from ..i18n import lazy_gettext as _l
 from ..models import Entry, PushSubscription, ReminderSent, TreatmentSession, User, utcnow
 from . import measures, push, session_day
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from .. import crypto, i18n
+from ..i18n import gettext
+from ..i18n import lazy_gettext as _l
 from ..models import (
     Entry,
     ItemKey,

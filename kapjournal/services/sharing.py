@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from flask_babel import gettext as _
-from sqlalchemy import and_, literal, or_, union_all
+from sqlalchemy import and_, bindparam, literal, or_, union_all
 from sqlmodel import Session, col, select
 
+from ..i18n import gettext as _
 from ..models import (
     MEASURE_KINDS,
     CareTeam,
@@ -94,28 +94,50 @@ def _name(who, blob: bytes | None, role: str) -> str:
     return ring.open(blob, {"p": "user/name", "user": str(who)}).decode()
 
 
+@dataclass(frozen=True)
+class Person:
+    """Someone beside an entry, as the sharing panel needs them: no more than their id and
+    role (and their name beside it)."""
+
+    id: uuid.UUID
+    role: str
+
+
+# Every view of the author's own entry runs this: built once, run on the connection (the rows
+# are plain columns, no ORM objects to track).
+_PEOPLE_AROUND = (
+    select(User.id, User.role, User.name_enc, Grant.id, col(Grant.wrapped_key).is_(None))
+    .outerjoin(Grant, and_(Grant.reader_id == User.id, Grant.entry_id == bindparam("entry")))
+    .where(
+        or_(
+            col(User.id).in_(
+                union_all(
+                    select(CareTeam.therapist_id).where(CareTeam.patient_id == bindparam("me")),
+                    select(SupportLink.supporter_id).where(
+                        SupportLink.patient_id == bindparam("me")
+                    ),
+                )
+            ),
+            User.id == bindparam("me"),
+        )
+    )
+    .order_by(col(Grant.created_at))
+)
+
+
 def people_around(*, session: Session, patient: User, entry: Entry):
     """For the author's own entry: who reads it (with whether their grant is pending) and
     whom they may still share it with (their therapists, and their support people unless it
-    is a questionnaire), as ([(user, name, pending)], [(user, name)]). One query."""
-    linked = union_all(
-        select(CareTeam.therapist_id).where(CareTeam.patient_id == patient.id),
-        select(SupportLink.supporter_id).where(SupportLink.patient_id == patient.id),
-    )
-    rows = session.exec(
-        select(User, Grant.id, col(Grant.wrapped_key).is_(None))
-        .outerjoin(Grant, and_(Grant.reader_id == User.id, Grant.entry_id == entry.id))
-        .where(or_(col(User.id).in_(linked), User.id == patient.id))
-        .order_by(col(Grant.created_at))
-    ).all()
+    is a questionnaire), as ([(person, name, pending)], [(person, name)]). One query."""
+    rows = session.connection().execute(_PEOPLE_AROUND, {"entry": entry.id, "me": patient.id})
     readers, addable = [], []
     supporters_may = kind_for_supporters(entry.kind)
-    for user, grant_id, pending in rows:
-        name = accounts.name_of(user)
+    for user_id, role, name_enc, grant_id, pending in rows:
+        person, name = Person(user_id, role), accounts.name_from(user_id, name_enc)
         if grant_id is not None:
-            readers.append((user, name, bool(pending)))
-        elif user.role == "therapist" or (user.role == "support" and supporters_may):
-            addable.append((user, name))
+            readers.append((person, name, bool(pending)))
+        elif role == "therapist" or (role == "support" and supporters_may):
+            addable.append((person, name))
     readers.sort(key=lambda r: r[0].id != patient.id)  # the author first
     return readers, addable
 

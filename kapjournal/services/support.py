@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
-from flask_babel import gettext as _
 from sqlmodel import Session, col, select
 
 from .. import crypto
+from ..i18n import gettext as _
 from ..models import (
     MEASURE_KINDS,
     Entry,

@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, request
-from flask_babel import gettext
 from flask_login import current_user
 
 from .. import db, i18n, policy
+from ..i18n import gettext
 from ..login import limit_password_checks, logged_out
 from ..models import aware
 from ..services import accounts, care, sessions

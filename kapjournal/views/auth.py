@@ -5,11 +5,11 @@ views/care.py."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, request, url_for
-from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy
+from ..i18n import gettext
 from ..login import (
     NOT_YOUR_PASSWORD,
     WRONG_CODE,

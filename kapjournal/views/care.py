@@ -8,12 +8,12 @@ import uuid
 
 import segno
 from flask import Blueprint, current_app, redirect, request, url_for
-from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import db, joining, policy, web
 from .. import login as auth_views
 from ..extensions import limiter
+from ..i18n import gettext as _
 from ..models import Invitation, User
 from ..services import accounts, care, mail, support
 from ..services.accounts import ValidationError

@@ -6,11 +6,11 @@ import logging
 import traceback
 
 from flask import Flask, current_app, request
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ..i18n import gettext as _
+from ..i18n import lazy_gettext as _l
 from . import render
 
 log = logging.getLogger(__name__)

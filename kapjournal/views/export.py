@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime
 
 from flask import Blueprint, Response, request
-from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, policy, web
+from ..i18n import gettext as _
 from ..login import NOT_YOUR_PASSWORD, limit_password_checks, password_ok
 from ..services import export, importing
 from . import form_text, render, viewer_zone

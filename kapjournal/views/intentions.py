@@ -8,9 +8,9 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, request, url_for
-from flask_babel import gettext as _
 
 from .. import db, policy, web
+from ..i18n import gettext as _
 from ..models import User
 from ..services import accounts, course, entry_forms, intentions
 from ..services import timeline as course_pages

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, request
-from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
+from ..i18n import gettext as _
 from ..login import limit_password_checks
 from ..models import User
 from ..services import accounts, capture, course, entry_forms, instruments, journal, measures

@@ -8,9 +8,9 @@ import uuid
 from datetime import datetime, time
 
 from flask import Blueprint, request
-from flask_babel import gettext as _
 
 from .. import db, policy, web
+from ..i18n import gettext as _
 from ..login import NOT_YOUR_PASSWORD, limit_password_checks, logged_out, password_ok
 from ..services import accounts, care, course, deletion
 from . import form_text, render, viewer_zone

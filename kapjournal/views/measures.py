@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, abort, redirect, request, url_for
-from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from .. import db, pages, policy, web
+from ..i18n import gettext as _
 from ..models import Entry, User
 from ..services import (
     accounts,

@@ -13,11 +13,11 @@ from flask import (
     send_from_directory,
     url_for,
 )
-from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import text
 
 from .. import db, i18n, policy
+from ..i18n import gettext as _
 from ..services import accounts, crisis
 from . import render
 

@@ -7,12 +7,12 @@ import uuid
 
 import segno
 from flask import Blueprint, current_app, redirect, request, url_for
-from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user
 
 from .. import db, joining, pages, policy, web
 from ..extensions import limiter
+from ..i18n import gettext as _
+from ..i18n import ngettext
 from ..login import login_limits
 from ..models import Entry, User, utcnow
 from ..services import accounts, care, crisis, entry_forms, journal, mail, reading, support

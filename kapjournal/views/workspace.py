@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, redirect, request, url_for
-from flask_babel import gettext as _
 
 from .. import db, pages, policy, web
+from ..i18n import gettext as _
 from ..models import Annotation, User
 from ..services import accounts, annotations, care, entry_forms, journal, reading, workspace
 from ..services.accounts import ValidationError
