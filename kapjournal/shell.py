@@ -125,7 +125,7 @@ class ShellCache(Extension):
     Never a person's data: the server keeps no page (DESIGN §4)."""
 
     tags = {"shell"}
-    LIMIT = 512  # keys are few (languages × roles × tabs); past this, render without keeping
+    LIMIT = 512  # keys are few (languages by roles by tabs); past this, render without keeping
 
     def __init__(self, environment):
         super().__init__(environment)
