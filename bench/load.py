@@ -174,6 +174,8 @@ def ratios(args) -> None:
             f"turns, {args.rounds} rounds of A (hello) B (page):"
         )
         for name, (path, page_cookie) in pages.items():
+            if args.page and not any(wanted in name for wanted in args.page):
+                continue
             base, page = [], []
             for _ in range(args.rounds):
                 base.append(wrk_rate(hello + "/", None, args.seconds, args.connections))
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument(
+        "--page", action="append", help="only the pages whose name holds this (repeatable)"
+    )
     args = parser.parse_args()
     if args.servers == 2:
         from load_two_servers import run

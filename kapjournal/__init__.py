@@ -83,6 +83,7 @@ def _init_extensions(app: Flask) -> None:
     i18n.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale)
     i18n.install_template_callables(app)
+    app.session_interface = web.CsrfCookie()
     # Uploads never touch the disk in clear (voice memos, an imported journal).
     app.request_class = type(
         "Request",  # not-ui (a class name)

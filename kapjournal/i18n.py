@@ -28,7 +28,7 @@ from babel.messages.extract import extract_javascript
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.plural import _plural_tags
-from flask import Flask, has_request_context, request, url_for
+from flask import Flask, current_app, has_request_context, request, url_for
 from flask.globals import _cv_request  # Flask's own context variable for the request
 from flask_babel import get_locale
 from flask_babel.speaklater import LazyString
@@ -81,10 +81,22 @@ def _current() -> tuple[str, object]:
     kept = getattr(owner, _KEPT, None)
     if kept is not None and kept[0] == forced:
         return kept[1], kept[2]
-    code, found = str(get_locale() or DEFAULT), flask_babel.get_translations()
-    if owner is not None:
-        setattr(owner, _KEPT, (forced, code, found))
+    if owner is None:  # a job or the command line (English, or a forced language)
+        return str(get_locale() or DEFAULT), flask_babel.get_translations()
+    code = forced or select_locale()
+    found = _catalogue(code)
+    setattr(owner, _KEPT, (forced, code, found))
     return code, found
+
+
+def _catalogue(code: str):
+    """The app's catalogue for `code`, loaded once (by Flask-Babel) and kept on the app."""
+    kept = current_app.extensions.setdefault("kapjournal_catalogues", {})
+    found = kept.get(code)
+    if found is None:
+        with flask_babel.force_locale(code):
+            found = kept[code] = flask_babel.get_translations()
+    return found
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 from flask import Response, current_app, g, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
 from . import db
@@ -90,3 +91,16 @@ class InMemoryUploads:
     @max_content_length.setter
     def max_content_length(self, value: int | None) -> None:
         self._max_content_length = value
+
+
+class CsrfCookie(SecureCookieSessionInterface):
+    """Flask's signed cookie session, which holds only the CSRF token, with its signer built
+    once per set of keys instead of on every request."""
+
+    _signer: tuple | None = None
+
+    def get_signing_serializer(self, app):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._signer is None or self._signer[0] != keys:
+            self._signer = (keys, super().get_signing_serializer(app))
+        return self._signer[1]

@@ -13,7 +13,7 @@ from conftest import client_for
 ROOT = Path(__file__).resolve().parent.parent
 # What a kept fragment may depend on: nothing that tells one person from another.
 ALLOWED_KEYS = {"html_lang()", "current_user.role", "tabs|length", "current_tab", ""}
-ALLOWED_KEYS |= {"config.CLINIC_NAME"}
+ALLOWED_KEYS |= {"config.CLINIC_NAME", "reviewed"}  # the crisis lines' review date
 SHELL_TAG = re.compile(r"{%-?\s*shell\b(.*?)-?%}", re.S)
 
 
@@ -24,14 +24,19 @@ def test_only_the_base_layout_keeps_markup_and_only_by_language_role_and_tab():
             uses.setdefault(path.relative_to(ROOT / "templates").as_posix(), []).append(
                 found.group(1)
             )
-    assert set(uses) == {"base.html"}, uses
-    for key in uses["base.html"]:
-        parts = {part.strip() for part in key.split(",")}
-        assert parts <= ALLOWED_KEYS, key
-    source = (ROOT / "templates" / "base.html").read_text()
-    for body in re.findall(r"{%\s*shell\b.*?%}(.*?){%\s*endshell\s*%}", source, re.S):
-        for personal in ("current_user.id", "csrf_token", "current_user.name", "{{ g."):
-            assert personal not in body, personal
+    # The layout, and the crisis page (the same words for everyone who reads its language).
+    assert set(uses) == {"base.html", "pwa/help.html"}, uses
+    for keys in uses.values():
+        for key in keys:
+            parts = {part.strip() for part in key.split(",")}
+            assert parts <= ALLOWED_KEYS, key
+    for name in uses:
+        source = (ROOT / "templates" / name).read_text()
+        for body in re.findall(r"{%\s*shell\b.*?%}(.*?){%\s*endshell\s*%}", source, re.S):
+            included = re.findall(r'{%\s*include\s+"([^"]+)"', body)
+            assert set(included) <= {"_crisis_lines.html"}, (name, included)
+            for personal in ("current_user", "csrf_token", "{{ g.", "session["):
+                assert personal not in body.replace("current_user.role", ""), (name, personal)
 
 
 def _nav(html: str) -> str:

@@ -17,6 +17,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app
+from sqlalchemy import bindparam
 from sqlalchemy import delete as delete_rows
 from sqlmodel import Session, col, select
 
@@ -178,15 +179,22 @@ def create(
 # --- the next day ---------------------------------------------------------------------------------
 
 
+# The patient's home runs this on every first page: built once.
+_READY = (
+    select(Entry, CoolingOff)
+    .join(CoolingOff, CoolingOff.entry_id == Entry.id)
+    .where(
+        CoolingOff.patient_id == bindparam("patient"),
+        CoolingOff.until <= bindparam("now", type_=CoolingOff.__table__.c.until.type),
+    )
+    .order_by(col(Entry.created_at))
+)
+
+
 def ready(*, session: Session, patient: User, now: datetime | None = None):
     """The patient's held entries whose seal has ended, oldest first: (Entry, CoolingOff)
     rows. One query."""
-    return session.exec(
-        select(Entry, CoolingOff)
-        .join(CoolingOff, CoolingOff.entry_id == Entry.id)
-        .where(CoolingOff.patient_id == patient.id, CoolingOff.until <= (now or utcnow()))
-        .order_by(col(Entry.created_at))
-    ).all()
+    return session.exec(_READY, params={"patient": patient.id, "now": now or utcnow()}).all()
 
 
 def held_readers(*, session: Session, hold: CoolingOff) -> list[User]:

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, func, select
 
 from .. import crypto
@@ -166,18 +166,22 @@ def due_from(*, latest: dict, upcoming: list, now: datetime | None = None) -> li
     return asked
 
 
+# The patient's home runs this on every first page: built once, run on the connection.
+_LATEST_TAKEN = select(
+    *(
+        select(func.max(Entry.created_at))
+        .where(Entry.author_id == bindparam("patient"), Entry.kind == kind)
+        .scalar_subquery()
+        for kind in INSTRUMENTS
+    )
+)
+
+
 def latest_taken_all(*, session: Session, patient: User) -> dict:
     """When the patient last answered each questionnaire: {kind: time}. One query: an index
     lookup per questionnaire (ix_entry_author_kind_created), whatever the journal's size."""
-    kinds = list(INSTRUMENTS)
-    latest = [
-        select(func.max(Entry.created_at))
-        .where(Entry.author_id == patient.id, Entry.kind == kind)
-        .scalar_subquery()
-        for kind in kinds
-    ]
-    found = session.exec(select(*latest)).one()
-    return {kind: at for kind, at in zip(kinds, found, strict=True) if at is not None}
+    found = session.connection().execute(_LATEST_TAKEN, {"patient": patient.id}).one()
+    return {kind: at for kind, at in zip(INSTRUMENTS, found, strict=True) if at is not None}
 
 
 def ketamine_sessions(*, session: Session, patient: User, until: datetime) -> list:

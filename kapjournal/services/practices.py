@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 
 from flask_babel import format_number
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, select
 
 from .. import crypto
@@ -137,6 +138,25 @@ class Opened:
         return self.practice.id
 
 
+@cache
+def _held_practices(*, active_only: bool, since: bool):
+    """The statement of `for_reader`, built once per shape; parameters: reader, patient,
+    since (when `since`)."""
+    checks = PracticeCheck.practice_id == Practice.id
+    if since:
+        checks = and_(checks, PracticeCheck.day >= bindparam("since"))
+    query = (
+        PRACTICE.held(Practice, bindparam("reader"))
+        .add_columns(PracticeCheck.day)
+        .outerjoin(PracticeCheck, checks)
+        .where(Practice.patient_id == bindparam("patient"))
+        .order_by(col(Practice.created_at).desc(), col(PracticeCheck.day).desc())
+    )
+    if active_only:
+        query = query.where(col(Practice.ended_at).is_(None))
+    return query
+
+
 def for_reader(
     *,
     session: Session,
@@ -149,20 +169,12 @@ def for_reader(
     """The patient's practices that `reader` holds a key for, newest first, with the days
     ticked (from `since`, if given). One query, and the private key loaded once, however many
     practices."""
-    checks = PracticeCheck.practice_id == Practice.id
+    params = {"reader": reader.id, "patient": patient.id}
     if since is not None:
-        checks = and_(checks, PracticeCheck.day >= since)
-    query = (
-        PRACTICE.held(Practice, reader.id)
-        .add_columns(PracticeCheck.day)
-        .outerjoin(PracticeCheck, checks)
-        .where(Practice.patient_id == patient.id)
-        .order_by(col(Practice.created_at).desc(), col(PracticeCheck.day).desc())
-    )
-    if active_only:
-        query = query.where(col(Practice.ended_at).is_(None))
+        params["since"] = since
+    query = _held_practices(active_only=active_only, since=since is not None)
     found: dict = {}
-    for practice, wrapped, day in session.exec(query).all():
+    for practice, wrapped, day in session.exec(query, params=params).all():
         if practice.id not in found:
             found[practice.id] = (practice, wrapped, [])
         if day is not None:

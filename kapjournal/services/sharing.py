@@ -39,6 +39,36 @@ class Reader:
     pending: bool = False  # chosen, but not able to read it yet
 
 
+# Every list of the author's own entries runs this: built once, run on the connection.
+_READERS_BY_ENTRY = union_all(
+    select(
+        Grant.entry_id,
+        col(Grant.wrapped_key).is_(None).label("pending"),
+        User.id.label("who"),
+        User.name_enc.label("blob"),
+        User.role.label("role"),
+    )
+    .join(User, User.id == Grant.reader_id)
+    .where(
+        col(Grant.entry_id).in_(bindparam("entries", expanding=True)),
+        Grant.reader_id != bindparam("author"),
+    ),
+    select(
+        PendingShare.entry_id,
+        literal(True).label("pending"),
+        Invitation.id.label("who"),
+        Invitation.label_enc.label("blob"),
+        literal("invited").label("role"),
+    )
+    .join(Invitation, Invitation.id == PendingShare.invitation_id)
+    .where(
+        col(PendingShare.entry_id).in_(bindparam("entries", expanding=True)),
+        Invitation.inviter_id == bindparam("author"),
+        col(Invitation.used_at).is_(None),
+    ),
+)
+
+
 def readers_by_entry(*, session: Session, author: User, entry_ids: list) -> dict:
     """Everyone but the author who reads, or will read, each of these entries of `author`:
     {entry id: [Reader, ...]} (therapists first, then supporters, then invitees; by name).
@@ -46,35 +76,12 @@ def readers_by_entry(*, session: Session, author: User, entry_ids: list) -> dict
     for someone invited), each name decrypted once."""
     if not entry_ids:
         return {}
-    grants = (
-        select(
-            Grant.entry_id,
-            col(Grant.wrapped_key).is_(None).label("pending"),
-            User.id.label("who"),
-            User.name_enc.label("blob"),
-            User.role.label("role"),
-        )
-        .join(User, User.id == Grant.reader_id)
-        .where(col(Grant.entry_id).in_(entry_ids), Grant.reader_id != author.id)
-    )
-    waiting = (
-        select(
-            PendingShare.entry_id,
-            literal(True).label("pending"),
-            Invitation.id.label("who"),
-            Invitation.label_enc.label("blob"),
-            literal("invited").label("role"),
-        )
-        .join(Invitation, Invitation.id == PendingShare.invitation_id)
-        .where(
-            col(PendingShare.entry_id).in_(entry_ids),
-            Invitation.inviter_id == author.id,
-            col(Invitation.used_at).is_(None),
-        )
+    rows = session.connection().execute(
+        _READERS_BY_ENTRY, {"entries": list(entry_ids), "author": author.id}
     )
     names: dict[uuid.UUID, str] = {}
     found: dict[uuid.UUID, list[Reader]] = {}
-    for entry_id, pending, who, blob, role in session.exec(union_all(grants, waiting)):
+    for entry_id, pending, who, blob, role in rows:
         if who not in names:
             names[who] = _name(who, blob, role)
         found.setdefault(entry_id, []).append(Reader(names[who], role, bool(pending)))

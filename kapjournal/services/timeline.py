@@ -204,20 +204,32 @@ def sessions_between(session: Session, patient_id, *, oldest, newest) -> list[Tr
     """The patient's sessions from the one that began the period of `oldest` (all earlier
     ones too when None: the last page) up to `newest` (all, future included, when None: the
     first page), oldest first. One query."""
-    query = select(TreatmentSession).where(TreatmentSession.patient_id == patient_id)
-    if newest is not None:
-        query = query.where(TreatmentSession.scheduled_at < newest)
-    if oldest is not None:
+    params = {"patient": patient_id, "newest": newest, "oldest": oldest}
+    query = _sessions_statement(newest=newest is not None, oldest=oldest is not None)
+    return list(session.exec(query, params=params))
+
+
+@cache
+def _sessions_statement(*, newest: bool, oldest: bool):
+    """The statement of `sessions_between`, built once per shape."""
+    at = TreatmentSession.__table__.c.scheduled_at.type
+    patient = bindparam("patient")
+    query = select(TreatmentSession).where(TreatmentSession.patient_id == patient)
+    if newest:
+        query = query.where(TreatmentSession.scheduled_at < bindparam("newest", type_=at))
+    if oldest:
         start = (
             select(func.max(TreatmentSession.scheduled_at))
             .where(
-                TreatmentSession.patient_id == patient_id,
-                TreatmentSession.scheduled_at <= oldest,
+                TreatmentSession.patient_id == patient,
+                TreatmentSession.scheduled_at <= bindparam("oldest", type_=at),
             )
             .scalar_subquery()
         )
-        query = query.where(TreatmentSession.scheduled_at >= func.coalesce(start, oldest))
-    return list(session.exec(query.order_by(col(TreatmentSession.scheduled_at))))
+        query = query.where(
+            TreatmentSession.scheduled_at >= func.coalesce(start, bindparam("oldest", type_=at))
+        )
+    return query.order_by(col(TreatmentSession.scheduled_at))
 
 
 def periods(past: list[TreatmentSession], items: list[reading.Item], *, first: bool) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, or_
 from sqlmodel import Session, col, select
 
 from ..models import (
@@ -493,16 +493,23 @@ def session_notes(
     )
 
 
+# The patient's home runs this on every first page: built once.
+_SHARED_SESSION_NOTES = annotations.readable(bindparam("reader")).where(
+    Annotation.patient_id == bindparam("reader"),
+    col(Annotation.entry_id).is_(None),
+    Annotation.visibility == "shared",
+)
+
+
 def shared_session_notes(*, session: Session, patient: User, private_key) -> list[annotations.Note]:
     """For the patient's home: notes from sessions their therapist shared with them, newest
     first (never a private one: the patient holds no key to those)."""
-    query = annotations.readable(patient.id).where(
-        Annotation.patient_id == patient.id,
-        col(Annotation.entry_id).is_(None),
-        Annotation.visibility == "shared",
-    )
     notes = annotations.open_all(
-        session=session, query=query, reader=patient, private_key=private_key
+        session=session,
+        query=_SHARED_SESSION_NOTES,
+        params={"reader": patient.id},
+        reader=patient,
+        private_key=private_key,
     )
     return list(reversed(notes))
 
