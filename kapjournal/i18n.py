@@ -23,6 +23,7 @@ from pathlib import Path
 
 import flask_babel
 from babel import Locale
+from babel.dates import format_datetime as babel_datetime
 from babel.dates import tokenize_pattern
 from babel.messages.extract import extract_javascript
 from babel.messages.mofile import write_mo
@@ -273,14 +274,33 @@ def _field(letter: str, count: int, language: str):
 
 @cache
 def _compiled(fmt: str, language: str) -> tuple:
-    """The format as a tuple of callables (datetime → text), one per literal or field."""
+    """The strftime-style format as a tuple of callables (datetime → text)."""
+    return _compiled_cldr(cldr_pattern(fmt, language), language)
+
+
+@cache
+def _compiled_cldr(pattern: str, language: str) -> tuple:
+    """A CLDR pattern as a tuple of callables (datetime → text), one per literal or field;
+    a field _field does not know is left to Babel."""
     parts = []
-    for kind, value in tokenize_pattern(cldr_pattern(fmt, language)):
+    for kind, value in tokenize_pattern(pattern):
         if kind == "chars":
             parts.append(lambda v, text=value: text)
-        else:
+            continue
+        try:
             parts.append(_field(value[0], value[1], language))
+        except KeyError:
+            return (lambda v: babel_datetime(v, pattern, locale=language),)
     return tuple(parts)
+
+
+def format_cldr(value: datetime | date, pattern: str) -> str:
+    """`value` by a CLDR pattern ("EEE d MMM") in the page's language: the templates'
+    `dateformat` filter (Flask-Babel's, which parses the locale on every call)."""
+    language = html_lang()
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return "".join(part(value) for part in _compiled_cldr(str(pattern), language))
 
 
 def format_day(day: date | datetime, *, year: bool = True) -> str:
@@ -399,7 +419,9 @@ def _content_language(response):
 
 def install_template_callables(app: Flask) -> None:
     """After Flask-Babel's init_app: the templates' `_`, `ngettext`… use the request's cached
-    catalogue (same newstyle semantics as Flask-Babel's own)."""
+    catalogue (same newstyle semantics as Flask-Babel's own), and `dateformat` the compiled
+    patterns."""
+    app.jinja_env.filters["dateformat"] = format_cldr
     app.jinja_env.install_gettext_callables(
         gettext=_gettext,
         ngettext=_ngettext,

@@ -96,8 +96,12 @@ def patient_home(reader: reading.Reader, page: timeline.Page) -> dict:
     due = measures.due_from(
         latest=measures.latest_taken_all(session=dbs, patient=me), upcoming=page.upcoming
     )
-    found = practices.for_reader(session=dbs, patient=me, reader=me, private_key=reader.private_key)
-    notes = workspace.shared_session_notes(session=dbs, patient=me, private_key=reader.private_key)
+    found = practices.for_reader(
+        session=dbs, patient=me, reader=me, private_key=reader.private_key, keys=reader
+    )
+    notes = workspace.shared_session_notes(
+        session=dbs, patient=me, private_key=reader.private_key, keys=reader
+    )
     return {
         "due": due,
         "practices": found,
@@ -145,7 +149,11 @@ def practices_of(reader: reading.Reader, patient: User) -> list:
     """The patient's practices and how they went, for their care team (a read of the care
     team's notes and practices, once a day)."""
     found = practices.for_reader(
-        session=db.session(), patient=patient, reader=reader.user, private_key=reader.private_key
+        session=db.session(),
+        patient=patient,
+        reader=reader.user,
+        private_key=reader.private_key,
+        keys=reader,
     )
     if found:
         reader.saw_notes(patient.id)
@@ -176,7 +184,7 @@ def own_entry_notes(reader: reading.Reader, entry: Entry, body: dict) -> dict:
     if me.role != "patient" or entry.author_id != me.id:
         return {"notes": []}
     notes = annotations.for_entry(
-        session=db.session(), entry=entry, reader=me, private_key=reader.private_key
+        session=db.session(), entry=entry, reader=me, private_key=reader.private_key, keys=reader
     )
     if not notes:
         return {"notes": []}

@@ -86,6 +86,12 @@ def test_the_compiled_formats_write_what_babel_writes_in_every_language(app):
                 for moment in moments:
                     expected = format_datetime(moment, pattern, locale=language)
                     assert i18n.format_moment(moment, fmt) == expected, (language, fmt, moment)
+            # The templates' `dateformat` (CLDR patterns, with the catalogue's translations),
+            # and a letter the compiled formats leave to Babel (Q: the quarter).
+            for pattern in ("EEEE d MMMM", "EEE d MMM", "d MMM y", "QQQ y"):
+                for moment in moments[::7]:
+                    expected = format_datetime(moment, pattern, locale=language)
+                    assert i18n.format_cldr(moment.date(), pattern) == expected, pattern
 
 
 def test_cldr_patterns_quote_literal_words_and_refuse_unknown_directives():

@@ -121,3 +121,45 @@ def test_a_warm_cache_reads_no_wrapped_keys(app, as_patient, patient):
 
     assert wraps_read("/journal") == 1  # cold: the wraps of the three entries, in one query
     assert wraps_read("/journal") == 0  # warm: the cached keys, and the grant is live
+
+
+def test_practices_and_shared_session_notes_open_from_the_cache_too(
+    app, as_patient, patient, therapist
+):
+    """The patient's home opens the care team's practices and shared session notes through
+    the same device cache as entries: once opened on this device, their keys need no unwrap
+    (no private key on the page), while a device that never opened them must unwrap."""
+    from kapjournal.models import ItemKey, User
+    from kapjournal.services import annotations, practices
+
+    with app.app_context(), Session(db.engine()) as session:
+        me, them = session.get(User, patient.id), session.get(User, therapist.id)
+        practices.create(
+            session=session, patient=me, therapist=them, body={"what": "Walk at sunrise"}
+        )
+        annotations.create(
+            session=session,
+            patient=me,
+            author=them,
+            note="You named the fear out loud today",
+            visibility="shared",
+        )
+        session.commit()
+    page = as_patient.get("/journal").get_data(as_text=True)
+    assert "Walk at sunrise" in page and "You named the fear out loud today" in page
+    with app.app_context(), Session(db.engine()) as session:
+        mine = session.exec(select(ItemKey).where(ItemKey.reader_id == patient.id)).all()
+        assert {k.subject_kind for k in mine} == {"practice", "annotation"}
+        for key in mine:
+            key.wrapped_key = b"\x00" * len(key.wrapped_key)  # the wraps no longer open
+            session.add(key)
+        session.commit()
+    # This device opened them before: its sealed keys still work.
+    page = as_patient.get("/journal").get_data(as_text=True)
+    assert "Walk at sunrise" in page and "You named the fear out loud today" in page
+    # Another device has no cache: the broken wraps are found, and no words are shown.
+    other = app.test_client()
+    login(other, patient)
+    page = other.get("/journal").get_data(as_text=True)
+    assert "Walk at sunrise" not in page and "You named the fear out loud today" not in page
+    assert "could not be opened" in page

@@ -322,9 +322,9 @@ class Placement:
     changed: list[Note] = field(default_factory=list)
 
 
-def _open(note: Annotation, wrapped: bytes | None, reader_id, private_key) -> Note:
+def _open(note: Annotation, wrapped: bytes | None, reader_id, private_key, keys=None) -> Note:
     try:
-        body, dek = NOTE.open_for(note, wrapped, reader_id, private_key)
+        body, dek = NOTE.open_for(note, wrapped, reader_id, private_key, keys=keys)
         reply = None
         if note.reply_blob is not None:
             reply = NOTE.open_text(note, dek, note.reply_blob, _reply_ad(note))
@@ -345,7 +345,13 @@ def readable(reader_id):
 
 
 def open_all(
-    *, session: Session, query, reader: User, private_key, params: dict | None = None
+    *,
+    session: Session,
+    query,
+    reader: User,
+    private_key,
+    params: dict | None = None,
+    keys=None,
 ) -> list[Note]:
     """Run a `readable(...)` query and open each note for `reader` (one key load), with its
     quote if `reader` can read the entry. A patient only ever gets shared notes, whatever
@@ -356,8 +362,8 @@ def open_all(
         rows = [(n, w) for n, w in rows if n.visibility == "shared" and n.patient_id == reader.id]
     if not rows:
         return []
-    key = sealed.loaded(private_key)
-    notes = [_open(note, wrapped, reader.id, key) for note, wrapped in rows]
+    key = sealed.lazily(private_key)
+    notes = [_open(note, wrapped, reader.id, key, keys) for note, wrapped in rows]
     _add_quotes(session, notes, reader.id, key, move_out=reader.role == "therapist")
     return notes
 
@@ -433,14 +439,17 @@ def _move_quote_out(session: Session, note: Note, entry: Entry, entry_key: bytes
 _ON_ENTRY = readable(bindparam("reader")).where(Annotation.entry_id == bindparam("entry"))
 
 
-def for_entry(*, session: Session, entry: Entry, reader: User, private_key) -> list[Note]:
-    """The notes on an entry that `reader` may read, oldest first."""
+def for_entry(
+    *, session: Session, entry: Entry, reader: User, private_key, keys=None
+) -> list[Note]:
+    """The notes on an entry that `reader` may read, oldest first (`keys`: see open_all)."""
     return open_all(
         session=session,
         query=_ON_ENTRY,
         params={"reader": reader.id, "entry": entry.id},
         reader=reader,
         private_key=private_key,
+        keys=keys,
     )
 
 

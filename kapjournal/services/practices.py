@@ -165,10 +165,12 @@ def for_reader(
     private_key,
     active_only: bool = True,
     since: date | None = None,
+    keys=None,
 ) -> list[Opened]:
     """The patient's practices that `reader` holds a key for, newest first, with the days
-    ticked (from `since`, if given). One query, and the private key loaded once, however many
-    practices."""
+    ticked (from `since`, if given). One query, and the private key loaded at most once,
+    however many practices; none when `keys` (the request's reading.Reader) holds their data
+    keys in the device's cache."""
     params = {"reader": reader.id, "patient": patient.id}
     if since is not None:
         params["since"] = since
@@ -181,15 +183,15 @@ def for_reader(
             found[practice.id][2].append(day)
     if not found:
         return []
-    key = sealed.loaded(private_key)
+    key = sealed.lazily(private_key)
     return [
-        Opened(practice, _open(practice, wrapped, reader.id, key), days)
+        Opened(practice, _open(practice, wrapped, reader.id, key, keys), days)
         for practice, wrapped, days in found.values()
     ]
 
 
-def _open(practice: Practice, wrapped: bytes, reader_id, key) -> dict | None:
+def _open(practice: Practice, wrapped: bytes, reader_id, key, keys=None) -> dict | None:
     try:
-        return PRACTICE.open_for(practice, wrapped, reader_id, key)[0]
+        return PRACTICE.open_for(practice, wrapped, reader_id, key, keys=keys)[0]
     except sealed.Unreadable:
         return None

@@ -33,6 +33,19 @@ class Unreadable(Exception):
     item by id only; the log line says which item, version and reader."""
 
 
+def lazily(private_key) -> Callable[[], Any]:
+    """The private key as a callable that loads it at most once, and only if called (a page
+    whose items' keys are all in the device's cache never unlocks it)."""
+    found = []
+
+    def key():
+        if not found:
+            found.append(loaded(private_key))
+        return found[0]
+
+    return key
+
+
 def loaded(private_key):
     """A private key for unwrapping: raw bytes, a loaded key, or a callable giving either
     (called only now, when a key is really needed)."""
@@ -82,11 +95,22 @@ class Kind:
             self.report(item, reader_id)
             raise Unreadable(str(item.id)) from None
 
-    def open_for(self, item, wrapped: bytes | None, reader_id, private_key, dek=None):
+    def slot(self, item) -> str:
+        """An item version's place in a device's key cache (services/reading.py): each version
+        has its own data key."""
+        return f"{self.name}:{item.id}:{getattr(item, 'version', 1)}"
+
+    def open_for(self, item, wrapped: bytes | None, reader_id, private_key, dek=None, keys=None):
         """The item's body for a reader (from their wrap, or `dek` if already known), with the
-        data key: (body, dek). Unreadable (logged) if anything does not open."""
+        data key: (body, dek). `keys`: the request's reading.Reader, whose device key cache is
+        asked first and keeps the key unwrapped (no private key on a warm cache). Unreadable
+        (logged) if anything does not open."""
+        if dek is None and keys is not None:
+            dek = keys.cache.get(self.slot(item))
         if dek is None:
             dek = self.unwrap(item, wrapped, reader_id, private_key)
+            if keys is not None:
+                keys.remember(self.slot(item), dek)
         try:
             return self.open(item, dek), dek
         except (crypto.CryptoError, ValueError):

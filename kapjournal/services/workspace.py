@@ -501,7 +501,9 @@ _SHARED_SESSION_NOTES = annotations.readable(bindparam("reader")).where(
 )
 
 
-def shared_session_notes(*, session: Session, patient: User, private_key) -> list[annotations.Note]:
+def shared_session_notes(
+    *, session: Session, patient: User, private_key, keys=None
+) -> list[annotations.Note]:
     """For the patient's home: notes from sessions their therapist shared with them, newest
     first (never a private one: the patient holds no key to those)."""
     notes = annotations.open_all(
@@ -510,6 +512,7 @@ def shared_session_notes(*, session: Session, patient: User, private_key) -> lis
         params={"reader": patient.id},
         reader=patient,
         private_key=private_key,
+        keys=keys,
     )
     return list(reversed(notes))
 
