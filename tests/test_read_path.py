@@ -80,9 +80,14 @@ def statements_per_page(app, database, clients: dict, pages: dict) -> dict:
         client = clients[who]
         for _ in range(2):  # warm: the device's key cache, the day's first reads
             assert client.get(path).status_code == 200, (name, path)
-        with counted_statements(database["engine"]) as statements:
-            response = client.get(path)
-        assert response.status_code == 200, (name, path)
+        for _ in range(2):
+            with counted_statements(database["engine"]) as statements:
+                response = client.get(path)
+            assert response.status_code == 200, (name, path)
+            # A device's session row is touched at most every 30 s (sessions.TOUCH_EVERY),
+            # on whichever request comes then: that request is counted again, not the page.
+            if not any(s.startswith("UPDATE device_session SET last_seen_at") for s in statements):
+                break
         found[name] = len(statements)
     return found
 

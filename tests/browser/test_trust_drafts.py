@@ -67,6 +67,8 @@ def test_words_typed_then_a_nav_link_at_once_are_kept(live_app, phone):
     page = patient_at_a_new_reflection(live_app, phone)
     the_text(page).press_sequentially(SENTENCE)
     nav(page).get_by_role("link", name="Journal", exact=True).click()  # 0 ms: no wait at all
+    # Landed (a slow machine must not have the helper click Journal again mid-navigation).
+    expect(heading(page)).to_have_text("Your journal")
     come_back_to_a_new_reflection(page)
     expect(the_text(page)).to_have_value(SENTENCE)
     expect(page.locator(".draft-status")).to_have_text("Draft restored from this phone.")
