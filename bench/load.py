@@ -2,6 +2,7 @@
 command (2 sync workers, 10 connections, wrk), measured in turns A B A B in one run.
 
     .venv/bin/python bench/load.py                 # ratios on SQLite with the demo clinic
+    .venv/bin/python bench/load.py --page entry    # only the pages whose name holds "entry"
     .venv/bin/python bench/load.py --servers 2     # two app servers on one PostgreSQL + Redis:
                                                    # no 5xx, no lost write, each read logged once
 
