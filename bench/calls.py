@@ -16,38 +16,24 @@ import os
 import pstats
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def demo_app():
-    """The demo clinic on a throwaway SQLite database; (app, {role: (email, password)})."""
-    work = tempfile.mkdtemp(prefix="kapjournal-calls-")
-    os.environ.update(
-        KAPJOURNAL_ENV="development",
-        KAPJOURNAL_DATABASE_URL=f"sqlite:///{work}/calls.db",
-        KAPJOURNAL_SECRET_KEY="bench-calls-" + "x" * 40,
-        KAPJOURNAL_KEKS="b1:" + "YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI",
-        KAPJOURNAL_LOGIN_LIMITS="100000 per minute",
-    )
+    """The demo clinic on a throwaway SQLite database, seeded as bench/load.py seeds it;
+    (app, {role: (email, password, totp secret)})."""
+    from load import app_env, demo_logins
 
-    def flask(*args: str) -> str:
-        command = [str(BIN / "flask"), "--app", "app", *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-
-    flask("db", "upgrade")
-    logins = {}
-    for line in flask("demo").splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and "@" in parts[1]:
-            logins[parts[1].split("@")[0]] = (parts[1], parts[2])
+    env = app_env(f"sqlite:///{tempfile.mkdtemp(prefix='kapjournal-calls-')}/calls.db")
+    logins = demo_logins(env)
+    os.environ.update(env)
     from kapjournal import create_app
 
     return create_app(), logins
@@ -72,7 +58,7 @@ def main() -> None:
     app, logins = demo_app()
     patient = app.test_client()
     token = _CSRF.search(patient.get("/login").get_data(as_text=True)).group(1)
-    email, password = logins["patient"]
+    email, password, _secret = logins["patient"]
     answer = patient.post(
         "/login", data={"email": email, "password": password, "csrf_token": token}
     )

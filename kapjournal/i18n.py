@@ -113,25 +113,19 @@ def force_locale(code: str | None) -> Iterator[None]:
         _FORCED.reset(token)
 
 
-def _gettext(string: str) -> str:
-    return _current()[1].ugettext(string)
-
-
+# The templates' plurals: Jinja's newstyle gettext puts `num` and the variables in itself.
 def _ngettext(singular: str, plural: str, n: int) -> str:
     return _current()[1].ungettext(singular, plural, n)
-
-
-def _pgettext(context: str, string: str) -> str:
-    return _current()[1].upgettext(context, string)
 
 
 def _npgettext(context: str, singular: str, plural: str, n: int) -> str:
     return _current()[1].unpgettext(context, singular, plural, n)
 
 
-# The Python side's gettext family (views, services, lazy labels): Flask-Babel's semantics
-# (keyword variables are %-formatted, `num` is given to plurals) through the request's cached
-# catalogue. Flask-Babel's own finds the catalogue anew on every call (~15 µs).
+# The gettext family of the Python side (views, services, lazy labels) and, called without
+# variables, of the templates: Flask-Babel's semantics (keyword variables are %-formatted,
+# `num` is given to plurals) through the request's cached catalogue. Flask-Babel's own finds
+# the catalogue anew on every call (~15 µs).
 def gettext(string: str, **variables) -> str:
     found = _current()[1].ugettext(string)
     return found % variables if variables else found
@@ -234,9 +228,7 @@ def format_moment(value: datetime | date, fmt: str) -> str:
     """`value` (a date, or a datetime already in the zone to show) in the page's language,
     from a strftime-style format. Outside a request: English."""
     language = html_lang()  # the request's, a forced one (an email), or English outside both
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    return "".join(part(value) for part in _compiled(fmt, language))
+    return format_cldr(value, cldr_pattern(fmt, language))
 
 
 # What Babel's format_datetime does for the pattern letters _STRFTIME produces, with the
@@ -268,14 +260,8 @@ def _field(letter: str, count: int, language: str):
     }
     if letter == "y":
         return (lambda v: f"{v.year % 100:02d}") if count == 2 else (lambda v: str(v.year))
-    number = numbers[letter]  # a KeyError: a letter _STRFTIME never produces
+    number = numbers[letter]  # a KeyError for any other letter: _compiled_cldr leaves it to Babel
     return lambda v: f"{number(v):0{count}d}"
-
-
-@cache
-def _compiled(fmt: str, language: str) -> tuple:
-    """The strftime-style format as a tuple of callables (datetime → text)."""
-    return _compiled_cldr(cldr_pattern(fmt, language), language)
 
 
 @cache
@@ -423,9 +409,9 @@ def install_template_callables(app: Flask) -> None:
     patterns."""
     app.jinja_env.filters["dateformat"] = format_cldr
     app.jinja_env.install_gettext_callables(
-        gettext=_gettext,
+        gettext=gettext,
         ngettext=_ngettext,
         newstyle=True,
-        pgettext=_pgettext,
+        pgettext=pgettext,
         npgettext=_npgettext,
     )

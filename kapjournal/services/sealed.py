@@ -105,12 +105,13 @@ class Kind:
         data key: (body, dek). `keys`: the request's reading.Reader, whose device key cache is
         asked first and keeps the key unwrapped (no private key on a warm cache). Unreadable
         (logged) if anything does not open."""
-        if dek is None and keys is not None:
-            dek = keys.cache.get(self.slot(item))
+        slot = self.slot(item) if keys is not None else None
+        if dek is None and slot is not None:
+            dek = keys.cache.get(slot)
         if dek is None:
             dek = self.unwrap(item, wrapped, reader_id, private_key)
-            if keys is not None:
-                keys.remember(self.slot(item), dek)
+            if slot is not None:
+                keys.remember(slot, dek)
         try:
             return self.open(item, dek), dek
         except (crypto.CryptoError, ValueError):

@@ -94,11 +94,10 @@ def readers_by_entry(*, session: Session, author: User, entry_ids: list) -> dict
 
 def _name(who, blob: bytes | None, role: str) -> str:
     """A reader's name, or an invitation's label (which only the patient sees)."""
-    ring = accounts.keyring()
     if role == "invited":
         ad = {"p": "invitation/label", "invitation": str(who)}
-        return ring.open(blob, ad).decode() if blob else _("someone you invited")
-    return ring.open(blob, {"p": "user/name", "user": str(who)}).decode()
+        return accounts.keyring().open(blob, ad).decode() if blob else _("someone you invited")
+    return accounts.name_from(who, blob)
 
 
 @dataclass(frozen=True)
